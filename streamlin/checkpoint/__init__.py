@@ -1,0 +1,1 @@
+"""Checkpoints: streamlin's zarr snapshots, and reading TensorFlow checkpoints (tf_reader)."""

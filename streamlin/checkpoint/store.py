@@ -1,0 +1,378 @@
+"""Step-indexed zarr snapshots under ``model_dir``, published atomically, with retention.
+
+Layout::
+
+    model_dir/model.ckpt-<step>/     one zarr group: an array per TF variable name, attrs = model spec
+    model_dir/checkpoints.json       the index: published snapshots, oldest first (replaced atomically)
+
+A snapshot is written under a hidden temporary name, fsynced, then renamed into place; the index
+is rewritten (tmp + fsync + rename) only after that. A crash at any instant leaves the previous
+index and every snapshot it lists intact; leftovers are removed on the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import zarr
+
+from streamlin.errors import CheckpointError, ConfigError
+
+log = logging.getLogger("streamlin")
+
+PREFIX = "model.ckpt-"
+INDEX_FILE = "checkpoints.json"
+TMP_PREFIX = ".tmp-"
+ROWS_PER_CHUNK = 1 << 16
+_SNAPSHOT_NAME = re.compile(r"^model\.ckpt-(\d+)$")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One published checkpoint: its step, path, creation time (epoch s), size on disk and metrics."""
+
+    step: int
+    path: str
+    time: float
+    bytes: int
+    metrics: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class KeepBest:
+    """Also keep the ``n`` best snapshots by ``metric`` (as recorded by ``evaluate``)."""
+
+    metric: str = "average_loss"
+    n: int = 1
+    mode: str = "min"
+    eval_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("min", "max"):
+            raise ConfigError(f"KeepBest: mode must be 'min' or 'max'; found {self.mode!r}.")
+        if not isinstance(self.n, int) or self.n < 1:
+            raise ConfigError(f"KeepBest: n must be a positive integer; found {self.n!r}.")
+
+
+def _fsync_tree(root: Path) -> None:
+    for directory, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(directory, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(Path(directory))
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{uuid.uuid4().hex}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_snapshot(
+    model_dir: str | os.PathLike,
+    step: int,
+    arrays: Mapping[str, tuple[np.ndarray, float]],
+    attrs: Mapping[str, Any],
+) -> str:
+    """Write ``model_dir/model.ckpt-<step>`` atomically and list it in the index.
+
+    Parameters
+    ----------
+    arrays : mapping of variable name -> (array, fill value)
+        float32 (rows, units) or (units,) variables and slots; ``global_step`` int64 scalar.
+        Chunks equal to the fill value are not stored.
+    attrs : JSON-ready dict describing the model.
+
+    Returns
+    -------
+    str
+        The snapshot's path.
+
+    Raises
+    ------
+    CheckpointError
+        The snapshot could not be written (disk full, permissions); the previous one is intact.
+    """
+    root = Path(model_dir)
+    final = root / f"{PREFIX}{step}"
+    tmp = root / f"{TMP_PREFIX}{PREFIX}{step}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        for name, (value, fill) in arrays.items():
+            value = np.asarray(value)
+            chunks = (
+                (min(ROWS_PER_CHUNK, max(1, value.shape[0])),) + value.shape[1:]
+                if value.ndim
+                else ()
+            )
+            array = group.create_array(
+                name,
+                shape=value.shape,
+                chunks=chunks,
+                dtype=value.dtype,
+                fill_value=fill,
+                config={"write_empty_chunks": False},
+            )
+            array[...] = value
+        group.attrs.update(dict(attrs))
+        _fsync_tree(tmp)
+        if final.exists():  # an unlisted leftover, or the same step saved again: replace it
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(root)
+        snapshots = [s for s in _read_index_entries(root) if s["step"] != step]
+        snapshots.append(
+            {
+                "step": step,
+                "path": final.name,
+                "time": float(attrs.get("time", time.time())),
+                "bytes": _dir_bytes(final),
+            }
+        )
+        snapshots.sort(key=lambda s: s["step"])
+        _write_json_atomic(
+            root / INDEX_FILE, {"format": "streamlin-checkpoints-1", "snapshots": snapshots}
+        )
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(
+            f"could not save checkpoint {final} ({exc.strerror or exc}); the previous checkpoint is"
+            " intact. Free disk space or fix permissions, then train again."
+        ) from None
+    return str(final)
+
+
+def _read_index_entries(root: Path) -> list[dict]:
+    path = root / INDEX_FILE
+    if not path.exists():
+        return []
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        entries = payload["snapshots"]
+        for entry in entries:
+            if not (isinstance(entry["step"], int) and _SNAPSHOT_NAME.match(entry["path"])):
+                raise ValueError(f"bad entry {entry!r}")
+        return entries
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"{path} is damaged ({exc}); remove it to rebuild the list from the snapshot folders."
+        ) from None
+
+
+def cleanup_leftovers(model_dir: str | os.PathLike) -> None:
+    """Remove half-written snapshots and index files a crash left behind (logged)."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if entry.name.startswith(TMP_PREFIX):
+            log.warning("removing %s, left by an interrupted checkpoint save", entry)
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def list_snapshots(model_dir: str | os.PathLike) -> list[Snapshot]:
+    """Published snapshots of ``model_dir``, oldest first, with the metrics ``evaluate`` recorded."""
+    root = Path(model_dir)
+    entries = _read_index_entries(root)
+    if (
+        not entries and root.is_dir()
+    ):  # no index (e.g. removed by hand): rebuild from complete folders
+        for child in root.iterdir():
+            match = _SNAPSHOT_NAME.match(child.name)
+            if match and (child / "zarr.json").exists():
+                entries.append(
+                    {
+                        "step": int(match.group(1)),
+                        "path": child.name,
+                        "time": child.stat().st_mtime,
+                        "bytes": _dir_bytes(child),
+                    }
+                )
+        entries.sort(key=lambda s: s["step"])
+    metrics = recorded_metrics(root)
+    return [
+        Snapshot(
+            e["step"], str(root / e["path"]), e["time"], e["bytes"], metrics.get(e["path"], {})
+        )
+        for e in entries
+        if (root / e["path"]).is_dir()
+    ]
+
+
+def recorded_metrics(root: Path, eval_name: str | None = None) -> dict[str, dict]:
+    """Snapshot folder name -> the latest metrics recorded for it under any (or one) eval dir."""
+    found: dict[str, dict] = {}
+    if not root.is_dir():
+        return found
+    for eval_dir in sorted(root.glob("eval*")):
+        if eval_name is not None and eval_dir.name != (
+            "eval" if not eval_name else f"eval_{eval_name}"
+        ):
+            continue
+        path = eval_dir / "metrics.jsonl"
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+                found.setdefault(Path(record["checkpoint_path"]).name, {}).update(record["metrics"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return found
+
+
+def latest_snapshot(model_dir: str | os.PathLike) -> Snapshot | None:
+    snapshots = list_snapshots(model_dir)
+    return snapshots[-1] if snapshots else None
+
+
+def resolve(model_dir: str | os.PathLike | None, checkpoint_path: Any) -> str:
+    """A snapshot path from a path, a model_dir (its latest) or a step number.
+
+    Raises
+    ------
+    CheckpointError
+        Nothing matches; the message lists the steps that exist.
+    """
+    if checkpoint_path is None:
+        if model_dir is None:
+            raise CheckpointError(
+                "no model_dir and no checkpoint_path: nothing to load. Train first or pass checkpoint_path."
+            )
+        latest = latest_snapshot(model_dir)
+        if latest is None:
+            raise CheckpointError(
+                f"Could not find trained model in model_dir: {model_dir}. Train first, or pass checkpoint_path=."
+            )
+        return latest.path
+    if isinstance(checkpoint_path, (int, np.integer)) or (
+        isinstance(checkpoint_path, str) and checkpoint_path.isdigit()
+    ):
+        if model_dir is None:
+            raise CheckpointError(
+                f"checkpoint_path={checkpoint_path} is a step, but there is no model_dir to look in."
+            )
+        step = int(checkpoint_path)
+        snapshots = list_snapshots(model_dir)
+        for snapshot in snapshots:
+            if snapshot.step == step:
+                return snapshot.path
+        raise CheckpointError(
+            f"{model_dir} has no checkpoint at step {step}; it keeps {', '.join(str(s.step) for s in snapshots) or 'none'}."
+            " Pass one of those, or checkpoint_path=None for the latest."
+        )
+    path = Path(checkpoint_path)
+    if (path / INDEX_FILE).exists() or (
+        path.is_dir() and not (path / "zarr.json").exists() and list_snapshots(path)
+    ):
+        return resolve(path, None)
+    if (path / "zarr.json").exists():
+        return str(path)
+    siblings = list_snapshots(path.parent) if path.parent.is_dir() else []
+    keeps = ", ".join(str(s.step) for s in siblings) or "no snapshots"
+    raise CheckpointError(
+        f"{path} does not exist or is not a streamlin checkpoint; {path.parent} keeps {keeps}."
+        " Pass one of those, or checkpoint_path=None for the latest."
+    )
+
+
+def load_snapshot(
+    path: str | os.PathLike, names: Iterable[str] | None = None
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Arrays (by TF variable name) and attributes of a snapshot; data only, nothing executed.
+
+    Raises
+    ------
+    CheckpointError
+        The snapshot is missing or damaged; the message names it.
+    """
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+        wanted = list(names) if names is not None else attrs.get("variables", [])
+        arrays = {name: np.asarray(group[name][...]) for name in wanted}
+    except KeyError as exc:
+        raise CheckpointError(
+            f"{path} lacks variable {exc}; the snapshot is damaged or from another model."
+        ) from None
+    except Exception as exc:  # zarr raises many types for a damaged store
+        raise CheckpointError(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}); the snapshot is damaged."
+        ) from None
+    return arrays, attrs
+
+
+def apply_retention(
+    model_dir: str | os.PathLike,
+    keep_max: int | None,
+    keep_every_n_hours: float,
+    keep_best: KeepBest | None = None,
+    protect: Iterable[str] = (),
+) -> list[str]:
+    """Delete snapshots the policy does not keep; returns the deleted paths.
+
+    Kept: the ``keep_max`` newest (all if None or 0), one per ``keep_every_n_hours``, the
+    ``keep_best.n`` best by a recorded metric, the latest, and any path in ``protect``.
+    """
+    root = Path(model_dir)
+    snapshots = list_snapshots(root)
+    if not snapshots or not keep_max:
+        return []
+    keep = (
+        {s.path for s in snapshots[-keep_max:]} | {snapshots[-1].path} | {str(p) for p in protect}
+    )
+    last_kept_time = None
+    for s in snapshots:
+        if last_kept_time is None or s.time - last_kept_time >= keep_every_n_hours * 3600:
+            if last_kept_time is not None:
+                keep.add(s.path)
+            last_kept_time = s.time
+    if keep_best is not None:
+        metrics = recorded_metrics(root, keep_best.eval_name)
+        scored = [
+            (metrics[Path(s.path).name][keep_best.metric], s.path)
+            for s in snapshots
+            if keep_best.metric in metrics.get(Path(s.path).name, {})
+        ]
+        scored.sort(reverse=keep_best.mode == "max")
+        keep.update(path for _, path in scored[: keep_best.n])
+    doomed = [s for s in snapshots if s.path not in keep]
+    if not doomed:
+        return []
+    remaining = [e for e in _read_index_entries(root) if str(root / e["path"]) in keep]
+    _write_json_atomic(
+        root / INDEX_FILE, {"format": "streamlin-checkpoints-1", "snapshots": remaining}
+    )
+    for s in doomed:
+        shutil.rmtree(s.path, ignore_errors=True)
+    return [s.path for s in doomed]

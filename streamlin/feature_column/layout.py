@@ -1,0 +1,122 @@
+"""The model's flat weight table: every column's rows, in TF's order, then the bias.
+
+Columns are sorted by name (TF's ``_normalize_feature_columns``); column ``c`` owns slots
+``[offsets[c], offsets[c] + num_buckets)`` and the bias is the last slot. Variables are views of
+row ranges of that one table, so a step touches one array, and checkpoints write one zarr array
+per TF variable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from streamlin.errors import ConfigError
+from streamlin.feature_column.columns import ALL_COLUMNS, NumericColumn
+from streamlin.feature_column.transform import Locate, _default_locate, categorical_ids, numeric_values
+from streamlin.kernels.sparse import COMBINER_MEAN, COMBINER_SQRTN, COMBINER_SUM, place_column, place_dense
+
+COMBINERS = {"sum": COMBINER_SUM, "mean": COMBINER_MEAN, "sqrtn": COMBINER_SQRTN}
+VARIABLE_PREFIX = "linear/linear_model/"
+BIAS_VARIABLE = VARIABLE_PREFIX + "bias_weights"
+
+
+class SparseRows(NamedTuple):
+    """A batch as entries of the flat table, column-major per row.
+
+    col_indptr int64 (n_columns, n_rows + 1): column c of row r owns entries
+    ``col_indptr[c, r]:col_indptr[c, r + 1]``; slots int64 (nnz,); values float32 (nnz,).
+    """
+
+    col_indptr: np.ndarray
+    slots: np.ndarray
+    values: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return self.col_indptr.shape[1] - 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each column's weights live in the flat table of shape (n_slots, units)."""
+
+    columns: tuple
+    offsets: tuple[int, ...]
+    n_slots: int
+
+    @classmethod
+    def build(cls, feature_columns: Sequence) -> "Layout":
+        columns = list(feature_columns)
+        if not columns:
+            raise ConfigError("feature_columns is empty; give at least one column.")
+        for column in columns:
+            if not isinstance(column, ALL_COLUMNS):
+                raise ConfigError(
+                    f"feature_columns must hold streamlin feature columns; found {column!r}. Build them"
+                    " with streamlin.feature_column factories.")
+        names = [c.name for c in columns]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"feature_columns has two columns named {duplicates[0]!r}; names must be unique.")
+        columns.sort(key=lambda c: c.name)
+        offsets, total = [], 0
+        for column in columns:
+            offsets.append(total)
+            total += column.num_buckets
+        return cls(tuple(columns), tuple(offsets), total + 1)
+
+    @property
+    def bias_slot(self) -> int:
+        return self.n_slots - 1
+
+    @property
+    def feature_keys(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(k for c in self.columns for k in c.keys))
+
+    def variable_name(self, column) -> str:
+        return f"{VARIABLE_PREFIX}{column.name}/weights"
+
+    def variables(self) -> list[tuple[str, int, int]]:
+        """(TF variable name, first slot, end slot) for every weights variable, bias last."""
+        out = [(self.variable_name(c), o, o + c.num_buckets) for c, o in zip(self.columns, self.offsets)]
+        out.append((BIAS_VARIABLE, self.bias_slot, self.n_slots))
+        return out
+
+    def sparse_rows(self, batch: pa.RecordBatch, combiner: str = "sum",
+                    locate: Locate = _default_locate) -> SparseRows:
+        """Map one record batch to entries of the flat table.
+
+        Categorical columns are scaled by ``combiner`` and an empty row gets a zero entry on the
+        column's row 0 (TF's empty-row fill); numeric columns give their values densely.
+        """
+        n = batch.num_rows
+        parts = []
+        for column in self.columns:
+            if isinstance(column, NumericColumn):
+                parts.append(numeric_values(column, batch, locate))
+            else:
+                parts.append(categorical_ids(column, batch, locate))
+        total = 0
+        for part in parts:
+            if isinstance(part, np.ndarray):
+                total += part.size
+            else:
+                total += len(part.ids) + int(np.count_nonzero(np.diff(part.indptr) == 0))
+        col_indptr = np.empty((len(parts), n + 1), dtype=np.int64)
+        slots = np.empty(total, dtype=np.int64)
+        values = np.empty(total, dtype=np.float32)
+        code = COMBINERS[combiner]
+        position = 0
+        empty_weights = np.empty(0, dtype=np.float32)
+        for c, (part, offset) in enumerate(zip(parts, self.offsets)):
+            if isinstance(part, np.ndarray):
+                position = place_dense(part, offset, col_indptr[c], slots, values, position)
+            else:
+                has_weights = part.weights is not None
+                position = place_column(part.indptr, part.ids, part.weights if has_weights else empty_weights,
+                                        has_weights, code, offset, True, col_indptr[c], slots, values, position)
+        return SparseRows(col_indptr, slots, values)

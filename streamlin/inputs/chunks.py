@@ -1,0 +1,101 @@
+"""Chunks: the unit the estimator works on.
+
+A chunk is a run of rows (a RecordBatch) cut into training steps (``step_bounds``), with enough
+provenance to name the file and row of any of its rows in an error message.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from streamlin._arrow import as_arrow_array, as_record_batch
+from streamlin.errors import InputError
+
+
+@dataclass
+class Origin:
+    """Rows from ``chunk_row`` on come from ``source``, starting at its row ``source_row``
+    (and at row ``global_row`` of the whole input)."""
+
+    chunk_row: int
+    source: str
+    source_row: int
+    global_row: int
+
+
+@dataclass
+class Chunk:
+    """Rows to train on or evaluate, cut into steps.
+
+    features: RecordBatch (n_rows); labels: pyarrow array (n_rows,) or None;
+    step_bounds: int64 (n_steps + 1,), row offsets of the steps (0 ... n_rows);
+    position: where the input stands after this chunk, for resuming (JSON-ready) or None.
+    """
+
+    features: pa.RecordBatch
+    labels: pa.Array | None
+    step_bounds: np.ndarray
+    origins: list[Origin] = field(default_factory=list)
+    position: dict | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return self.features.num_rows
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.step_bounds) - 1
+
+    def locate(self, row: int) -> str:
+        """'<file>, row <global row>' for a chunk-relative row."""
+        if not self.origins:
+            return f"row {row}"
+        index = bisect.bisect_right([o.chunk_row for o in self.origins], row) - 1
+        origin = self.origins[max(index, 0)]
+        offset = row - origin.chunk_row
+        return f"{origin.source}, row {origin.global_row + offset}"
+
+
+def step_bounds(n_rows: int, batch_size: int) -> np.ndarray:
+    """Row offsets of consecutive steps of ``batch_size`` rows (the last may be shorter)."""
+    bounds = np.arange(0, n_rows, batch_size, dtype=np.int64)
+    return np.append(bounds, np.int64(n_rows)) if n_rows else np.zeros(1, dtype=np.int64)
+
+
+def _split_pair(result: Any) -> tuple[Any, Any]:
+    if isinstance(result, tuple) and len(result) == 2:
+        return result
+    return result, None
+
+
+def _is_single_pair(result: Any) -> bool:
+    if isinstance(result, (pa.RecordBatch, pa.Table, dict)):
+        return True
+    return (isinstance(result, tuple) and len(result) == 2
+            and isinstance(result[0], (pa.RecordBatch, pa.Table, dict)))
+
+
+def chunks_from_callable(input_fn: Any, name: str = "input_fn") -> Iterator[Chunk]:
+    """Adapt a plain ``input_fn`` (one pair, or an iterable of pairs) to chunks of one step each."""
+    result = input_fn()
+    pairs: Iterable = [result] if _is_single_pair(result) else result
+    global_row = 0
+    for index, pair in enumerate(pairs):
+        features, labels = _split_pair(pair)
+        batch = as_record_batch(features)
+        label_array = None if labels is None else as_arrow_array(labels, "labels")
+        if label_array is not None and len(label_array) != batch.num_rows:
+            raise InputError(
+                f"{name} batch {index}: {len(label_array)} labels for {batch.num_rows} rows of features;"
+                " give one label per row.")
+        n = batch.num_rows
+        if n == 0:
+            continue
+        yield Chunk(batch, label_array, np.array([0, n], dtype=np.int64),
+                    [Origin(0, name, global_row, global_row)])
+        global_row += n

@@ -1,0 +1,89 @@
+"""Sparse rows of the flat weight table: placing column ids, logits."""
+
+import numpy as np
+
+from streamlin.kernels._jit import kernel
+
+COMBINER_SUM = 0
+COMBINER_MEAN = 1
+COMBINER_SQRTN = 2
+
+
+@kernel()
+def place_column(indptr, ids, weights, has_weights, combiner, slot_offset, fill_empty,
+                 out_row_indptr, out_slots, out_values, out_start):
+    """Write one column's entries into the flat buffers, scaled by the combiner.
+
+    indptr int64 (n_rows + 1,); ids int64 (nnz,), column-local, >= 0; weights float32 (nnz,)
+    (read only if has_weights); combiner: COMBINER_*; slot_offset int64: the column's first slot;
+    fill_empty: give an empty row one entry (slot_offset, 0.0) -- TF's sparse_fill_empty_rows,
+    which makes row 0 of the column take a zero gradient; out_row_indptr int64 (n_rows + 1,)
+    absolute offsets, written; out_slots int64, out_values float32 written from out_start.
+    Returns the end offset.
+    """
+    pos = out_start
+    n_rows = indptr.shape[0] - 1
+    for row in range(n_rows):
+        out_row_indptr[row] = pos
+        begin, end = indptr[row], indptr[row + 1]
+        if begin == end:
+            if fill_empty:
+                out_slots[pos] = slot_offset
+                out_values[pos] = 0.0
+                pos += 1
+            continue
+        scale = 1.0
+        if combiner != COMBINER_SUM:
+            total = 0.0
+            for k in range(begin, end):
+                w = weights[k] if has_weights else 1.0
+                total += w if combiner == COMBINER_MEAN else w * w
+            if combiner == COMBINER_MEAN:
+                scale = 1.0 / total if total != 0.0 else 0.0
+            else:
+                scale = 1.0 / np.sqrt(total) if total != 0.0 else 0.0
+        for k in range(begin, end):
+            w = weights[k] if has_weights else 1.0
+            out_slots[pos] = slot_offset + ids[k]
+            out_values[pos] = w * scale
+            pos += 1
+    out_row_indptr[n_rows] = pos
+    return pos
+
+
+@kernel()
+def place_dense(values, slot_offset, out_row_indptr, out_slots, out_values, out_start):
+    """Write a numeric column's values: row i gets slots slot_offset + j with values[i, j].
+
+    values float32 (n_rows, dim); out_row_indptr int64 (n_rows + 1,). Returns the end offset.
+    """
+    pos = out_start
+    n_rows, dim = values.shape
+    for row in range(n_rows):
+        out_row_indptr[row] = pos
+        for j in range(dim):
+            out_slots[pos] = slot_offset + j
+            out_values[pos] = values[row, j]
+            pos += 1
+    out_row_indptr[n_rows] = pos
+    return pos
+
+
+@kernel()
+def add_logits(col_indptr, slots, values, weights, bias_slot, row_begin, row_end, out):
+    """out[r - row_begin] = weights[bias_slot] + sum of values * weights[slots] over row r's entries.
+
+    col_indptr int64 (n_columns, n_rows + 1); slots int64 (nnz,); values float32 (nnz,);
+    weights float32 (n_slots, units); out float64 (>= row_end - row_begin, units), overwritten.
+    """
+    units = weights.shape[1]
+    for row in range(row_begin, row_end):
+        r = row - row_begin
+        for u in range(units):
+            out[r, u] = weights[bias_slot, u]
+        for c in range(col_indptr.shape[0]):
+            for k in range(col_indptr[c, row], col_indptr[c, row + 1]):
+                s = slots[k]
+                v = values[k]
+                for u in range(units):
+                    out[r, u] += v * weights[s, u]

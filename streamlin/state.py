@@ -1,0 +1,190 @@
+"""Model state: the flat weight table, the optimizer's slot tables and the global step.
+
+Converts between the flat tables and TF-named variables, and reads/writes snapshots and warm
+starts. Arrays are float32 (n_slots, units); variables are row ranges of them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from streamlin import __version__
+from streamlin.checkpoint import store
+from streamlin.errors import CheckpointError, ConfigError
+from streamlin.feature_column.layout import BIAS_VARIABLE, Layout
+from streamlin.feature_column.serialize import column_to_config
+from streamlin.heads import Head
+
+GLOBAL_STEP = "global_step"
+FORMAT = "streamlin-snapshot-1"
+
+
+@dataclass
+class ModelState:
+    """weights float32 (n_slots, units); slots: slot name -> float32 (n_slots, units); global_step."""
+
+    weights: np.ndarray
+    slots: dict[str, np.ndarray]
+    global_step: int = 0
+    input_position: dict | None = None
+    scratch_position: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+
+    @classmethod
+    def zeros(cls, layout: Layout, head: Head, optimizer) -> "ModelState":
+        shape = (layout.n_slots, head.units)
+        slots = {name: np.full(shape, optimizer.slot_initial_value(name), dtype=np.float32)
+                 for name in optimizer.slot_names}
+        return cls(np.zeros(shape, dtype=np.float32), slots)
+
+    def position_buffer(self) -> np.ndarray:
+        """int64 (n_slots,) of -1: the learn kernel's scratch map, reused across calls."""
+        if self.scratch_position is None or len(self.scratch_position) != self.weights.shape[0]:
+            self.scratch_position = np.full(self.weights.shape[0], -1, dtype=np.int64)
+        return self.scratch_position
+
+
+def _variable_view(array: np.ndarray, begin: int, end: int, name: str) -> np.ndarray:
+    return array[begin] if name == BIAS_VARIABLE else array[begin:end]
+
+
+def named_arrays(layout: Layout, optimizer, state: ModelState) -> dict[str, tuple[np.ndarray, float]]:
+    """TF variable name -> (array, fill value) for every weight, slot and the global step."""
+    out: dict[str, tuple[np.ndarray, float]] = {}
+    for name, begin, end in layout.variables():
+        out[name] = (_variable_view(state.weights, begin, end, name), 0.0)
+        for slot in optimizer.slot_names:
+            out[optimizer.slot_variable(name, slot)] = (_variable_view(state.slots[slot], begin, end, name),
+                                                        optimizer.slot_initial_value(slot))
+    for name, value in optimizer.hyperparameter_variables(state.global_step).items():
+        out[name] = (np.asarray(value, dtype=np.float32), 0.0)
+    out[GLOBAL_STEP] = (np.asarray(state.global_step, dtype=np.int64), 0)
+    return out
+
+
+def model_spec(layout: Layout, head: Head, optimizer, sparse_combiner: str, weight_column: str | None) -> dict:
+    """JSON-ready description that rebuilds the model without the code that trained it."""
+    return {"feature_columns": [column_to_config(c) for c in layout.columns], "head": head.to_config(),
+            "optimizer": optimizer.to_config(), "sparse_combiner": sparse_combiner, "weight_column": weight_column}
+
+
+def save(model_dir: str, layout: Layout, head: Head, optimizer, state: ModelState, spec: dict) -> str:
+    arrays = named_arrays(layout, optimizer, state)
+    attrs = {"format": FORMAT, "streamlin_version": __version__, "step": state.global_step, "time": time.time(),
+             "variables": list(arrays), **spec, "input_position": state.input_position}
+    return store.write_snapshot(model_dir, state.global_step, arrays, attrs)
+
+
+def _expected_shape(array: np.ndarray) -> tuple[int, ...]:
+    return tuple(array.shape)
+
+
+def restore(path: str, layout: Layout, head: Head, optimizer) -> ModelState:
+    """Load a snapshot into a new state; every variable's shape must match the model.
+
+    Raises
+    ------
+    CheckpointError
+        A variable is missing or has another shape (both shapes named).
+    """
+    state = ModelState.zeros(layout, head, optimizer)
+    arrays, attrs = store.load_snapshot(path)
+    expected = named_arrays(layout, optimizer, state)
+    for name, (target, _) in expected.items():
+        if name == GLOBAL_STEP or target.ndim == 0:  # hyper-parameters come from the optimizer
+            continue
+        if name not in arrays:
+            raise CheckpointError(
+                f"{path} has no variable {name!r}; it was written by a model with other columns or another"
+                " optimizer. Use warm_start_from=WarmStartSettings(...) to take what matches.")
+        if arrays[name].shape != target.shape:
+            raise CheckpointError(
+                f"{path}: variable {name!r} has shape {list(arrays[name].shape)} in the checkpoint but"
+                f" {list(target.shape)} in this model (changed hash_bucket_size, vocabulary or n_classes?).")
+        target[...] = arrays[name]
+    state.global_step = int(attrs.get("step", arrays.get(GLOBAL_STEP, 0)))
+    state.input_position = attrs.get("input_position")
+    return state
+
+
+def _vocabulary_of(source: Any) -> list:
+    if isinstance(source, (str, Path)):
+        text = Path(source).read_text(encoding="utf-8").split("\n")
+        if text and text[-1] == "":
+            text.pop()
+        return text
+    return list(source)
+
+
+def warm_start(state: ModelState, layout: Layout, head: Head, optimizer, settings: Any) -> None:
+    """Copy variables from a checkpoint into ``state`` (TF's ``warm_starting_util`` semantics).
+
+    ``settings`` is a path (weights *and* optimizer slots, streamlin's default) or a
+    ``WarmStartSettings`` (TF's selection rules). The global step is not carried over.
+    """
+    from streamlin.config import WarmStartSettings  # config sits below state; import kept local
+
+    if isinstance(settings, (str, Path)):
+        settings = WarmStartSettings(str(settings), vars_to_warm_start=[".*"])
+    if not isinstance(settings, WarmStartSettings):
+        raise ConfigError(f"warm_start_from must be a path or WarmStartSettings; found {settings!r}.")
+    source = store.resolve(None, settings.ckpt_to_initialize_from)
+    arrays, _ = store.load_snapshot(source)
+    targets = named_arrays(layout, optimizer, state)
+    trainable = [name for name, _, _ in layout.variables()]
+    patterns = settings.vars_to_warm_start
+    vocab_info = settings.var_name_to_vocab_info or {}
+    previous = settings.var_name_to_prev_var_name or {}
+    if patterns is None:
+        chosen = [n for n in trainable if n in vocab_info]
+    elif isinstance(patterns, str):
+        chosen = [n for n in trainable if re.match(patterns, n)]
+    else:
+        everything = [n for n, (a, _) in targets.items() if n != GLOBAL_STEP and a.ndim > 0]
+        chosen = [n for n in everything if any(re.match(p, n) for p in patterns)]
+    if not chosen:
+        raise ConfigError(f"warm start from {source}: no variable matches vars_to_warm_start={patterns!r}.")
+    for name in chosen:
+        base = name
+        slot_suffix = ""
+        for slot in optimizer.slot_names:
+            prefix = f"training/{optimizer.name}/"
+            if name.startswith(prefix) and name.endswith("/" + slot):
+                base, slot_suffix = name[len(prefix):-len(slot) - 1], slot
+        old_base = previous.get(base, base)
+        old_name = optimizer.slot_variable(old_base, slot_suffix) if slot_suffix else old_base
+        if old_name not in arrays:
+            raise CheckpointError(
+                f"warm start: {source} has no variable {old_name!r} (for {name!r}). Map names with"
+                " var_name_to_prev_var_name, or narrow vars_to_warm_start.")
+        target, fill = targets[name]
+        old = arrays[old_name]
+        if base in vocab_info:
+            _remap_vocabulary(target, old, vocab_info[base], fill, name)
+            continue
+        if old.shape != target.shape:
+            raise CheckpointError(
+                f"warm start: variable {name!r} has shape {list(old.shape)} in {source} but {list(target.shape)}"
+                " in this model (changed hash_bucket_size, vocabulary or n_classes?). Use VocabInfo for a"
+                " changed vocabulary, or leave this variable out of vars_to_warm_start.")
+        target[...] = old
+
+
+def _remap_vocabulary(target: np.ndarray, old: np.ndarray, info: Any, fill: float, name: str) -> None:
+    """Rows of a new vocabulary take the old rows of the same entry; others start at the backup value."""
+    new_vocab = _vocabulary_of(info.new_vocab)[:info.new_vocab_size]
+    old_vocab = _vocabulary_of(info.old_vocab)
+    if info.old_vocab_size >= 0:
+        old_vocab = old_vocab[:info.old_vocab_size]
+    backup = fill if info.backup_initializer is None or fill != 0.0 else float(info.backup_initializer)
+    target[...] = backup
+    old_rows = {entry: i for i, entry in enumerate(old_vocab)}
+    for new_row, entry in enumerate(new_vocab):
+        old_row = old_rows.get(entry)
+        if old_row is not None and old_row < old.shape[0] and new_row < target.shape[0]:
+            target[new_row] = old[old_row]
