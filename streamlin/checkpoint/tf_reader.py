@@ -24,13 +24,14 @@ per part, ``<var>/part_<i>/Ftrl``, each with the *full* shape but holding only p
 elements the part does not hold, and :func:`merge_partitioned_slots` unions the parts.
 
 CRC32C uses the ``google-crc32c`` package's C implementation when it is installed; otherwise a
-numpy implementation (the same table-driven CRC, many lanes at once) that reads a 16 MB shard in
-about a second.
+numpy implementation (the same table-driven CRC over many lanes at once) that checks 16 MB in
+about 0.2 s.
 """
 
 from __future__ import annotations
 
 import codecs
+import itertools
 import math
 import os
 import re
@@ -44,11 +45,11 @@ import numpy as np
 from streamlin.errors import CheckpointError
 
 __all__ = [
+    "map_tf_names",
+    "merge_partitioned_slots",
     "read_tf",
     "read_tf_metadata",
     "resolve_tf_checkpoint",
-    "merge_partitioned_slots",
-    "map_tf_names",
 ]
 
 # =================================================================================================
@@ -385,7 +386,8 @@ def _read_signed_num_increasing(buf: bytes, pos: int) -> tuple[int, int]:
     """OrderedCode ``WriteSignedNumIncreasing``.
 
     The leading bits hold the sign (1 for >= 0) repeated once per byte of the encoding, then one
-    opposite bit; the remaining ``7 * length - 1`` bits are the value in two's complement, big-endian.
+    opposite bit; the remaining ``7 * length - 1`` bits are the value in two's complement,
+    big-endian.
     For a negative number every header bit is inverted, so count ones after inverting.
     """
     if pos >= len(buf):
@@ -551,7 +553,7 @@ def _read_table(raw: bytes, path: str, prefix: str) -> list[tuple[bytes, bytes]]
             items += _block_entries(_read_block(raw, offset, size, limit, path, prefix))
     except _FormatError as err:
         raise _damaged(path, str(err), prefix) from None
-    for (a, _), (b, _) in zip(items, items[1:]):
+    for (a, _), (b, _) in itertools.pairwise(items):
         if not a < b:
             raise _damaged(path, f"its keys are out of order ({a!r} before {b!r})", prefix)
     return items
@@ -709,7 +711,7 @@ class _Bundle:
     def _tensor(self, what: str, entry: _Entry, dtype: np.dtype) -> np.ndarray:
         """Read one stored (unsliced) tensor and verify its checksum."""
         count = math.prod(entry.shape)
-        if dtype == object:
+        if dtype.kind == "O":
             return self._string_tensor(what, entry, count)
         if entry.size != count * dtype.itemsize:
             raise _damaged(
@@ -770,13 +772,13 @@ class _Bundle:
         return out.reshape(entry.shape)
 
     def read(self, name: str) -> np.ndarray:
-        """The tensor ``name``: read whole, or assembled from its slices (masked where uncovered)."""
+        """The tensor ``name``, read whole or assembled from its slices (masked where uncovered)."""
         entry = self.entries[name]
         dtype = _numpy_dtype(entry.dtype, name, self.index_path)
         if not entry.slices:
             return self._tensor(repr(name), entry, dtype)
         shape = entry.shape
-        out = np.full(shape, b"", dtype=object) if dtype == object else np.zeros(shape, dtype)
+        out = np.full(shape, b"", dtype=object) if dtype.kind == "O" else np.zeros(shape, dtype)
         covered = np.zeros(shape, dtype=bool)
         stored = {}
         for key_extents, slice_entry in self.slices.get(name, []):
@@ -822,7 +824,7 @@ class _Bundle:
                 self.prefix,
             )
         norm = []
-        for (start, length), dim in zip(extents, shape):
+        for (start, length), dim in zip(extents, shape, strict=True):
             if length is None or length == full:
                 start, length = 0, dim
             if start < 0 or length < 0 or start + length > dim:
@@ -1042,7 +1044,7 @@ def merge_partitioned_slots(tensors: Mapping[str, np.ndarray]) -> dict[str, np.n
             )
         arrays = [tensors[name] for name in names]
         first = arrays[0]
-        for name, a in zip(names, arrays):
+        for name, a in zip(names, arrays, strict=True):
             if a.shape != first.shape or a.dtype != first.dtype:
                 raise CheckpointError(
                     f"{name} ({a.dtype} {list(a.shape)}) does not match {names[0]} ({first.dtype}"
@@ -1054,7 +1056,7 @@ def merge_partitioned_slots(tensors: Mapping[str, np.ndarray]) -> dict[str, np.n
             continue
         merged = np.zeros(first.shape, first.dtype)
         covered = np.zeros(first.shape, dtype=bool)
-        for name, a in zip(names, arrays):
+        for name, a in zip(names, arrays, strict=True):
             if not isinstance(a, np.ma.MaskedArray):
                 raise CheckpointError(
                     f"{name} is one of {len(names)} parts of {target} but carries no mask of the"
@@ -1081,8 +1083,11 @@ def merge_partitioned_slots(tensors: Mapping[str, np.ndarray]) -> dict[str, np.n
 
 # TF 1.x slot suffix -> (optimizer, streamlin slot): FtrlOptimizer creates "accum" then "linear"
 # under its name, uniquified to Ftrl and Ftrl_1; AdagradOptimizer's one slot is "accumulator".
-_V1_SLOTS = {"Ftrl": ("Ftrl", "accumulator"), "Ftrl_1": ("Ftrl", "linear"),
-             "Adagrad": ("Adagrad", "accumulator")}  # fmt: skip
+_V1_SLOTS = {
+    "Ftrl": ("Ftrl", "accumulator"),
+    "Ftrl_1": ("Ftrl", "linear"),
+    "Adagrad": ("Adagrad", "accumulator"),
+}
 _HYPERPARAMETER = re.compile(r"^training/[^/]+/[^/]+$")
 
 
