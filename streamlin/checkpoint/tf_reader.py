@@ -39,6 +39,7 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -96,9 +97,7 @@ def _crc32c_numpy(data: bytes, lane_bytes: int | None = None) -> int:
     if lanes < 2:
         return _crc32c_python(data)
     table = _CRC_TABLE
-    columns = np.ascontiguousarray(
-        np.frombuffer(data, dtype=np.uint8, count=lanes * lane).reshape(lanes, lane).T
-    )
+    columns = np.ascontiguousarray(np.frombuffer(data, dtype=np.uint8, count=lanes * lane).reshape(lanes, lane).T)
     regs = np.zeros(lanes, dtype=np.uint32)
     for j in range(lane):
         regs = table[(regs ^ columns[j]) & 0xFF] ^ (regs >> 8)
@@ -278,9 +277,7 @@ def _decode_header(buf: bytes) -> _Header:
                     _want(w2, 0, "VersionDef.min_consumer")
                     header.min_consumer = _signed64(v2)  # type: ignore[arg-type]
                 elif n2 == 3:
-                    header.bad_consumers += [
-                        _signed64(v) for v in _packed_or_single_varints(w2, v2)
-                    ]
+                    header.bad_consumers += [_signed64(v) for v in _packed_or_single_varints(w2, v2)]
     return header
 
 
@@ -515,9 +512,7 @@ def _block_entries(block: bytes) -> list[tuple[bytes, bytes]]:
         if r in starts_set:
             shared, _ = _read_varint(block, r)
             if shared:
-                raise _FormatError(
-                    "a table entry at a restart point shares bytes with its previous key"
-                )
+                raise _FormatError("a table entry at a restart point shares bytes with its previous key")
     return entries
 
 
@@ -526,8 +521,7 @@ def _read_table(raw: bytes, path: str, prefix: str) -> list[tuple[bytes, bytes]]
     if len(raw) < _FOOTER_BYTES:
         raise _damaged(
             path,
-            f"it has {len(raw)} bytes, fewer than the {_FOOTER_BYTES}-byte table footer; it may be"
-            " truncated",
+            f"it has {len(raw)} bytes, fewer than the {_FOOTER_BYTES}-byte table footer; it may be truncated",
             prefix,
         )
     footer = raw[-_FOOTER_BYTES:]
@@ -623,19 +617,19 @@ class _Bundle:
             raw = Path(self.index_path).read_bytes()
         except FileNotFoundError:
             raise _missing_prefix(prefix) from None
+        except OSError as err:
+            raise CheckpointError(
+                f"{self.index_path} cannot be read ({err.strerror}). Check its permissions."
+            ) from None
         items = _read_table(raw, self.index_path, prefix)
         if not items or items[0][0] != b"":
             raise _damaged(self.index_path, "it has no header entry (key '')", prefix)
         try:
             self.header = _decode_header(items[0][1])
         except _FormatError as err:
-            raise _damaged(
-                self.index_path, f"its header entry is malformed: {err}", prefix
-            ) from None
+            raise _damaged(self.index_path, f"its header entry is malformed: {err}", prefix) from None
         if self.header.num_shards < 1:
-            raise _damaged(
-                self.index_path, f"its header names {self.header.num_shards} shards", prefix
-            )
+            raise _damaged(self.index_path, f"its header names {self.header.num_shards} shards", prefix)
         if self.header.min_consumer > 1 or 1 in self.header.bad_consumers:
             raise CheckpointError(
                 f"{self.index_path} was written by a newer TensorFlow bundle format (producer"
@@ -654,10 +648,8 @@ class _Bundle:
                     name = key.decode("utf-8")
                     self.entries[name] = _decode_entry(value)
             except (_FormatError, UnicodeDecodeError) as err:
-                raise _damaged(
-                    self.index_path, f"the entry under key {key!r} is malformed: {err}", prefix
-                ) from None
-        self._files: dict[int, object] = {}
+                raise _damaged(self.index_path, f"the entry under key {key!r} is malformed: {err}", prefix) from None
+        self._files: dict[int, BinaryIO] = {}
 
     # -- data ------------------------------------------------------------------------------------
     def shard_path(self, shard_id: int) -> str:
@@ -682,8 +674,10 @@ class _Bundle:
                     f" checkpoint ({os.path.basename(self.prefix)}.index and all its"
                     f" .data-*-of-{self.header.num_shards:05d} files) together."
                 ) from None
+            except OSError as err:
+                raise CheckpointError(f"{path} cannot be read ({err.strerror}). Check its permissions.") from None
             self._files[entry.shard_id] = handle
-        file_size = os.fstat(handle.fileno()).st_size  # type: ignore[attr-defined]
+        file_size = os.fstat(handle.fileno()).st_size
         if entry.offset + entry.size > file_size:
             raise _damaged(
                 path,
@@ -691,8 +685,8 @@ class _Bundle:
                 f" file has {file_size} bytes; it may be truncated",
                 self.prefix,
             )
-        handle.seek(entry.offset)  # type: ignore[attr-defined]
-        data = handle.read(entry.size)  # type: ignore[attr-defined]
+        handle.seek(entry.offset)
+        data = handle.read(entry.size)
         if len(data) != entry.size:
             raise _damaged(path, f"tensor {what} could not be read in full", self.prefix)
         return data
@@ -731,9 +725,15 @@ class _Bundle:
         The tensor's CRC32C runs over each length as uint32 (uint64 above 2**32 - 1) in the
         writer's byte order, the 4 stored checksum bytes, and the string bytes.
         """
+        if count == 0 and entry.size == 0:
+            return np.empty(entry.shape, dtype=object)
+        if entry.size < count + 4:  # at least one length byte per string, and the length checksum
+            raise _damaged(
+                self.index_path,
+                f"string tensor {what} of {count} strings records only {entry.size} bytes",
+                self.prefix,
+            )
         out = np.empty(count, dtype=object)
-        if entry.size == 0 and count == 0:
-            return out.reshape(entry.shape)
         data = self._read_bytes(what, entry)
         order = ">" if self.header.big_endian else "<"
         try:
@@ -749,15 +749,10 @@ class _Bundle:
                 f"string tensor {what}: its lengths do not add up to its {entry.size} bytes",
                 self.prefix,
             )
-        length_bytes = b"".join(
-            struct.pack(order + ("I" if n <= _U32 else "Q"), n) for n in lengths
-        )
+        length_bytes = b"".join(struct.pack(order + ("I" if n <= _U32 else "Q"), n) for n in lengths)
         length_crc = _crc32c(length_bytes)
         stored_length_crc = data[pos : pos + 4]
-        if (
-            _unmask_crc(int.from_bytes(stored_length_crc, "big" if order == ">" else "little"))
-            != length_crc
-        ):
+        if _unmask_crc(int.from_bytes(stored_length_crc, "big" if order == ">" else "little")) != length_crc:
             raise _damaged(
                 self.shard_path(entry.shard_id),
                 f"string tensor {what}: its lengths fail their CRC32C check",
@@ -780,29 +775,24 @@ class _Bundle:
         shape = entry.shape
         out = np.full(shape, b"", dtype=object) if dtype.kind == "O" else np.zeros(shape, dtype)
         covered = np.zeros(shape, dtype=bool)
-        stored = {}
-        for key_extents, slice_entry in self.slices.get(name, []):
-            stored[self._normalise(name, shape, key_extents, full=-1)] = slice_entry
+        stored = {
+            self._normalise(name, shape, key_extents, full=-1): part for key_extents, part in self.slices.get(name, [])
+        }
         for extents in entry.slices:
             norm = self._normalise(name, shape, extents, full=None)
             what = f"{name!r} (slice {_spec(shape, norm)})"
             slice_entry = stored.get(norm)
             if slice_entry is None:
-                raise _damaged(
-                    self.index_path, f"tensor {what} has no entry for its data", self.prefix
-                )
+                raise _damaged(self.index_path, f"tensor {what} has no entry for its data", self.prefix)
             if slice_entry.shape != tuple(n for _, n in norm) or slice_entry.dtype != entry.dtype:
                 raise _damaged(
                     self.index_path,
-                    f"tensor {what} is stored with shape {list(slice_entry.shape)} and DataType"
-                    f" {slice_entry.dtype}",
+                    f"tensor {what} is stored with shape {list(slice_entry.shape)} and DataType {slice_entry.dtype}",
                     self.prefix,
                 )
             region = tuple(slice(s, s + n) for s, n in norm)
             if covered[region].any():
-                raise _damaged(
-                    self.index_path, f"tensor {what} overlaps another slice", self.prefix
-                )
+                raise _damaged(self.index_path, f"tensor {what} overlaps another slice", self.prefix)
             out[region] = self._tensor(what, slice_entry, dtype)
             covered[region] = True
         if covered.all():
@@ -830,8 +820,7 @@ class _Bundle:
             if start < 0 or length < 0 or start + length > dim:
                 raise _damaged(
                     self.index_path,
-                    f"a slice of tensor {name!r} (start {start}, length {length}) lies outside its"
-                    f" shape {list(shape)}",
+                    f"a slice of tensor {name!r} (start {start}, length {length}) lies outside its shape {list(shape)}",
                     self.prefix,
                 )
             norm.append((start, length))
@@ -839,7 +828,7 @@ class _Bundle:
 
     def close(self) -> None:
         for handle in self._files.values():
-            handle.close()  # type: ignore[attr-defined]
+            handle.close()
         self._files.clear()
 
     def __enter__(self) -> _Bundle:
@@ -855,9 +844,7 @@ class _Bundle:
 def _missing_prefix(prefix: str) -> CheckpointError:
     directory = os.path.dirname(prefix) or "."
     kept = _prefixes_in(directory)
-    where = (
-        f"{directory} keeps {', '.join(kept)}" if kept else f"{directory} holds no TF checkpoint"
-    )
+    where = f"{directory} keeps {', '.join(kept)}" if kept else f"{directory} holds no TF checkpoint"
     return CheckpointError(
         f"{prefix} is not a TF checkpoint: neither {prefix}.index nor a model_dir of that name"
         f" exists; {where}. Pass a checkpoint prefix (model_dir/model.ckpt-<step>) or a model_dir."
@@ -908,14 +895,10 @@ def resolve_tf_checkpoint(path: str | os.PathLike[str]) -> str:
             f" checkpoint prefix such as {example}."
         ) from None
     except (OSError, UnicodeDecodeError) as err:
-        raise CheckpointError(
-            f"{state} cannot be read ({err}). Pass a checkpoint prefix."
-        ) from None
+        raise CheckpointError(f"{state} cannot be read ({err}). Pass a checkpoint prefix.") from None
     match = _STATE_LINE.search(text)
     if match is None or not match.group(2):
-        raise CheckpointError(
-            f"{state} names no model_checkpoint_path{holds}. Pass a checkpoint prefix instead."
-        )
+        raise CheckpointError(f"{state} names no model_checkpoint_path{holds}. Pass a checkpoint prefix instead.")
     try:
         name = codecs.escape_decode(match.group(2).encode("utf-8"))[0].decode("utf-8")
     except (ValueError, UnicodeDecodeError):
@@ -990,10 +973,7 @@ def read_tf_metadata(path: str | os.PathLike[str]) -> dict[str, tuple[np.dtype, 
         The prefix is missing, the ``.index`` is damaged, or a tensor's dtype is unsupported.
     """
     with _Bundle(resolve_tf_checkpoint(path)) as bundle:
-        return {
-            name: (_numpy_dtype(e.dtype, name, bundle.index_path), e.shape)
-            for name, e in bundle.entries.items()
-        }
+        return {name: (_numpy_dtype(e.dtype, name, bundle.index_path), e.shape) for name, e in bundle.entries.items()}
 
 
 _PART_NAME = re.compile(r"^(?P<var>.+)/part_(?P<part>\d+)/(?P<slot>[^/]+)$")
@@ -1066,8 +1046,7 @@ def merge_partitioned_slots(tensors: Mapping[str, np.ndarray]) -> dict[str, np.n
             held = ~np.ma.getmaskarray(a)
             if (covered & held).any():
                 raise CheckpointError(
-                    f"{name} overlaps another part of {target}. Read every part from the same"
-                    " checkpoint."
+                    f"{name} overlaps another part of {target}. Read every part from the same checkpoint."
                 )
             merged[held] = np.ma.getdata(a)[held]
             covered |= held
@@ -1130,11 +1109,7 @@ def map_tf_names(
     variables: dict[str, np.ndarray] = {}
     hyperparameters: dict[str, float] = {}
     for name, value in merged.items():
-        if (
-            _HYPERPARAMETER.match(name)
-            and np.ndim(value) == 0
-            and np.asarray(value).dtype.kind in "biuf"
-        ):
+        if _HYPERPARAMETER.match(name) and np.ndim(value) == 0 and np.asarray(value).dtype.kind in "biuf":
             hyperparameters[name] = float(value)
             continue
         target = name
