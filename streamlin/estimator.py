@@ -28,7 +28,7 @@ from streamlin.feature_column.columns import NumericColumn
 from streamlin.feature_column.layout import COMBINERS, Layout, SparseRows
 from streamlin.feature_column.transform import get_feature
 from streamlin.heads import Head
-from streamlin.inputs import Chunk, iter_chunks
+from streamlin.inputs import Chunk, StreamingInputFn, iter_chunks
 from streamlin.kernels.learn import step_capacity, train_steps
 from streamlin.kernels.sparse import add_logits
 from streamlin.metrics import MetricKeys, StreamingMetrics
@@ -145,6 +145,20 @@ class LinearClassifier:
     def _restore(self, path: str) -> model_state.ModelState:
         return model_state.restore(path, self._layout, self._head, self._optimizer)
 
+    def _load_tf_state(self, path: Any) -> model_state.ModelState:
+        from streamlin.tf_import import load_tf_state
+
+        return load_tf_state(path, self._layout, self._head, self._optimizer)
+
+    def _load_checkpoint(self, checkpoint_path: Any) -> tuple[str, model_state.ModelState]:
+        """(path, state) of a streamlin snapshot (path, model_dir or step) or a TF checkpoint."""
+        from streamlin.tf_import import is_tf_checkpoint
+
+        if is_tf_checkpoint(checkpoint_path):
+            return str(checkpoint_path), self._load_tf_state(checkpoint_path)
+        path = store.resolve(self._model_dir, checkpoint_path)
+        return path, self._restore(path)
+
     def _initial_state(self) -> model_state.ModelState:
         """The latest checkpoint; else a warm start; else zeros."""
         latest = store.latest_snapshot(self._model_dir)
@@ -198,9 +212,21 @@ class LinearClassifier:
                 " finite number >= 0. Fix or drop the row.")
         return values.astype(np.float32)
 
-    def _prepared_chunks(self, input_fn: Callable, need_labels: bool) -> Iterator[_Prepared]:
-        chunks = iter_chunks(input_fn, self._needed_columns(), self._config.chunk_rows)
+    def _prepared_chunks(self, input_fn: Callable, need_labels: bool, start: dict | None = None) -> Iterator[_Prepared]:
+        chunks = iter_chunks(input_fn, self._needed_columns(), self._config.chunk_rows, start)
         return read_ahead(chunks, lambda chunk: self._prepare(chunk, need_labels))
+
+    def _resume_position(self, input_fn: Callable, state: model_state.ModelState) -> dict | None:
+        """Where a built-in maker's input resumes (RunConfig(resume_input=True)), or None."""
+        if not self._config.resume_input or not isinstance(input_fn, StreamingInputFn):
+            return None
+        position = state.input_position
+        if not position:
+            return None
+        if position.get("identity") != _jsonable(input_fn.identity()):
+            log.warning("resume_input: the input differs from the one the latest checkpoint recorded; reading from the start")
+            return None
+        return position
 
     # -- train ---------------------------------------------------------------------------------
     def train(self, input_fn: Callable, hooks: Sequence | None = None, steps: int | None = None,
@@ -227,9 +253,11 @@ class LinearClassifier:
             getattr(hook, "begin", lambda: None)()
         if not any(s.step == state.global_step for s in store.list_snapshots(self._model_dir)):
             self._save(state)
-        loop = _TrainLoop(self, state, target, hooks)
+        start = self._resume_position(input_fn, state)
+        identity = _jsonable(input_fn.identity()) if self._config.resume_input and isinstance(input_fn, StreamingInputFn) else None
+        loop = _TrainLoop(self, state, target, hooks, identity)
         try:
-            for prepared in self._prepared_chunks(input_fn, need_labels=True):
+            for prepared in self._prepared_chunks(input_fn, need_labels=True, start=start):
                 if loop.run_chunk(prepared):
                     break
         finally:
@@ -253,8 +281,7 @@ class LinearClassifier:
         if self._config.eval_distribute is not None:
             return self._config.eval_distribute.evaluate(self, input_fn, steps=steps, hooks=hooks,
                                                         checkpoint_path=checkpoint_path, name=name)
-        path = store.resolve(self._model_dir, checkpoint_path)
-        state = self._restore(path)
+        path, state = self._load_checkpoint(checkpoint_path)
         metrics = StreamingMetrics(self._head)
         done = 0
         for prepared in self._prepared_chunks(input_fn, need_labels=True):
@@ -283,9 +310,8 @@ class LinearClassifier:
     def predict(self, input_fn: Callable, predict_keys: Sequence[str] | str | None = None, hooks: Sequence | None = None,
                 checkpoint_path: Any = None, yield_single_examples: bool = True) -> Iterator[dict]:
         """Yield TF's prediction dicts, one per example (or one per batch of arrays)."""
-        path = store.resolve(self._model_dir, checkpoint_path)
         keys = _prediction_keys(predict_keys, self._head.n_classes)
-        state = self._restore(path)
+        _, state = self._load_checkpoint(checkpoint_path)
         return self._predict_stream(input_fn, keys, state, yield_single_examples)
 
     def _predict_stream(self, input_fn, keys, state, yield_single_examples) -> Iterator[dict]:
@@ -307,9 +333,13 @@ class LinearClassifier:
         """Write a timestamped, pickle-free export (weights + model description); returns its path."""
         from streamlin.export import write_export
 
-        path = store.resolve(self._model_dir, checkpoint_path)
-        state = self._restore(path)
+        _, state = self._load_checkpoint(checkpoint_path)
         return write_export(export_dir_base, self._layout, self._head, self._sparse_combiner, state, self._spec())
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), for comparisons with saved attrs."""
+    return json.loads(json.dumps(value))
 
 
 def _prediction_keys(predict_keys: Any, n_classes: int) -> list[str]:
@@ -326,8 +356,10 @@ def _prediction_keys(predict_keys: Any, n_classes: int) -> list[str]:
 class _TrainLoop:
     """Steps through prepared chunks with the learn kernel, saving and logging at step boundaries."""
 
-    def __init__(self, estimator: LinearClassifier, state: model_state.ModelState, target: int | None, hooks: list):
+    def __init__(self, estimator: LinearClassifier, state: model_state.ModelState, target: int | None, hooks: list,
+                 input_identity: dict | None = None):
         self.estimator = estimator
+        self.input_identity = input_identity
         self.state = state
         self.target = target
         self.hooks = hooks
@@ -403,6 +435,9 @@ class _TrainLoop:
                         optimizer.code, self.hparams, learning_rates, head.loss_kind, head.reduce_sum,
                         state.position_buffer(), self.touched, self.grad, self.logits, self.dz, losses)
             state.global_step += n
+            if self.input_identity is not None:
+                position = prepared.chunk.position_at(int(bounds[step + n]))
+                state.input_position = None if position is None else {**position, "identity": self.input_identity}
             self._after_steps(losses[step:step + n], int(bounds[step + n] - bounds[step]))
             step += n
             if self.target is not None and state.global_step >= self.target:

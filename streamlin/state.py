@@ -84,8 +84,12 @@ def _expected_shape(array: np.ndarray) -> tuple[int, ...]:
     return tuple(array.shape)
 
 
-def restore(path: str, layout: Layout, head: Head, optimizer) -> ModelState:
-    """Load a snapshot into a new state; every variable's shape must match the model.
+def state_from_arrays(arrays: Mapping[str, np.ndarray], global_step: int, layout: Layout, head: Head, optimizer,
+                      source: str, missing_slots_ok: bool = False) -> ModelState:
+    """A state from TF-named arrays; every variable's shape must match the model.
+
+    ``missing_slots_ok``: optimizer slots absent from ``arrays`` keep their initial values (a TF
+    checkpoint saved without them).
 
     Raises
     ------
@@ -93,21 +97,31 @@ def restore(path: str, layout: Layout, head: Head, optimizer) -> ModelState:
         A variable is missing or has another shape (both shapes named).
     """
     state = ModelState.zeros(layout, head, optimizer)
-    arrays, attrs = store.load_snapshot(path)
-    expected = named_arrays(layout, optimizer, state)
-    for name, (target, _) in expected.items():
+    weight_names = {name for name, _, _ in layout.variables()}
+    for name, (target, _) in named_arrays(layout, optimizer, state).items():
         if name == GLOBAL_STEP or target.ndim == 0:  # hyper-parameters come from the optimizer
             continue
         if name not in arrays:
+            if missing_slots_ok and name not in weight_names:
+                continue
             raise CheckpointError(
-                f"{path} has no variable {name!r}; it was written by a model with other columns or another"
+                f"{source} has no variable {name!r}; it was written by a model with other columns or another"
                 " optimizer. Use warm_start_from=WarmStartSettings(...) to take what matches.")
-        if arrays[name].shape != target.shape:
+        value = np.asarray(arrays[name])
+        if value.shape != target.shape:
             raise CheckpointError(
-                f"{path}: variable {name!r} has shape {list(arrays[name].shape)} in the checkpoint but"
+                f"{source}: variable {name!r} has shape {list(value.shape)} in the checkpoint but"
                 f" {list(target.shape)} in this model (changed hash_bucket_size, vocabulary or n_classes?).")
-        target[...] = arrays[name]
-    state.global_step = int(attrs.get("step", arrays.get(GLOBAL_STEP, 0)))
+        target[...] = value
+    state.global_step = int(global_step)
+    return state
+
+
+def restore(path: str, layout: Layout, head: Head, optimizer) -> ModelState:
+    """Load a streamlin snapshot into a new state (see :func:`state_from_arrays`)."""
+    arrays, attrs = store.load_snapshot(path)
+    step = attrs.get("step", arrays.get(GLOBAL_STEP, 0))
+    state = state_from_arrays(arrays, int(step), layout, head, optimizer, path)
     state.input_position = attrs.get("input_position")
     return state
 
@@ -133,8 +147,13 @@ def warm_start(state: ModelState, layout: Layout, head: Head, optimizer, setting
         settings = WarmStartSettings(str(settings), vars_to_warm_start=[".*"])
     if not isinstance(settings, WarmStartSettings):
         raise ConfigError(f"warm_start_from must be a path or WarmStartSettings; found {settings!r}.")
-    source = store.resolve(None, settings.ckpt_to_initialize_from)
-    arrays, _ = store.load_snapshot(source)
+    from streamlin.tf_import import is_tf_checkpoint, read_tf_variables  # the TF reader sits beside state
+
+    if is_tf_checkpoint(settings.ckpt_to_initialize_from):
+        arrays, _, source = read_tf_variables(settings.ckpt_to_initialize_from)
+    else:
+        source = store.resolve(None, settings.ckpt_to_initialize_from)
+        arrays, _ = store.load_snapshot(source)
     targets = named_arrays(layout, optimizer, state)
     trainable = [name for name, _, _ in layout.variables()]
     patterns = settings.vars_to_warm_start

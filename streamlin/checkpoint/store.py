@@ -12,6 +12,7 @@ index and every snapshot it lists intact; leftovers are removed on the next star
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -316,11 +317,14 @@ def load_snapshot(
     CheckpointError
         The snapshot is missing or damaged; the message names it.
     """
+    if not (Path(path) / "zarr.json").is_file():
+        raise CheckpointError(f"{path} does not exist or is not a streamlin snapshot (no zarr.json).")
     try:
-        group = zarr.open_group(str(path), mode="r")
-        attrs = dict(group.attrs)
-        wanted = list(names) if names is not None else attrs.get("variables", [])
-        arrays = {name: np.asarray(group[name][...]) for name in wanted}
+        with _reading(Path(path)):
+            group = zarr.open_group(str(path), mode="r")
+            attrs = dict(group.attrs)
+            wanted = list(names) if names is not None else attrs.get("variables", [])
+            arrays = {name: np.asarray(group[name][...]) for name in wanted}
     except KeyError as exc:
         raise CheckpointError(
             f"{path} lacks variable {exc}; the snapshot is damaged or from another model."
@@ -330,6 +334,53 @@ def load_snapshot(
             f"{path} cannot be read ({type(exc).__name__}: {exc}); the snapshot is damaged."
         ) from None
     return arrays, attrs
+
+
+READERS_DIR = ".readers"
+
+
+@contextlib.contextmanager
+def _reading(snapshot: Path):
+    """Mark ``snapshot`` as being read by this process, so retention in another process keeps it."""
+    readers = snapshot.parent / READERS_DIR
+    mark = readers / f"{snapshot.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    try:
+        readers.mkdir(exist_ok=True)
+        mark.touch()
+    except OSError:  # a read-only model_dir: nobody can delete there either
+        mark = None
+    try:
+        yield
+    finally:
+        if mark is not None:
+            mark.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def snapshots_being_read(root: Path) -> set[str]:
+    """Paths of snapshots that a live process is reading now (stale marks are removed)."""
+    readers = root / READERS_DIR
+    busy: set[str] = set()
+    if not readers.is_dir():
+        return busy
+    for mark in readers.iterdir():
+        parts = mark.name.rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        if _pid_alive(int(parts[1])):
+            busy.add(str(root / parts[0]))
+        else:
+            mark.unlink(missing_ok=True)
+    return busy
 
 
 def apply_retention(
@@ -350,6 +401,7 @@ def apply_retention(
         return []
     keep = (
         {s.path for s in snapshots[-keep_max:]} | {snapshots[-1].path} | {str(p) for p in protect}
+        | snapshots_being_read(root)
     )
     last_kept_time = None
     for s in snapshots:

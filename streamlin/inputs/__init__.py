@@ -45,6 +45,10 @@ class StreamingInputFn:
     def sources(self, epoch: int) -> list[str]:
         raise NotImplementedError
 
+    def identity(self) -> dict:
+        """What must match for a recorded input position to be resumed: the maker and its sources."""
+        return {"maker": self.maker, "sources": self.sources(0), "batch_size": self.batch_size}
+
     def read(self, source: str, columns: Sequence[str] | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
         raise NotImplementedError
 
@@ -62,7 +66,7 @@ class StreamingInputFn:
         """Chunks of whole steps (a multiple of ``batch_size`` rows, except at an epoch's end).
 
         ``columns`` limits what is read (the label is always read when present); ``start`` is a
-        ``Chunk.position`` to resume after.
+        position from ``Chunk.position_at`` to resume from.
         """
         rows_per_chunk = max(1, chunk_rows // self.batch_size) * self.batch_size
         wanted = None if columns is None else list(dict.fromkeys(list(columns) + ([self.label_key] if self.label_key else [])))
@@ -74,6 +78,10 @@ class StreamingInputFn:
 
     def _epoch_chunks(self, epoch: int, columns, rows_per_chunk: int, start: Mapping | None) -> Iterator[Chunk]:
         sources = self.sources(epoch)
+        if start and not (0 <= int(start["file_index"]) < len(sources) and sources[int(start["file_index"])] == start.get("source")):
+            raise InputError(
+                f"{self.maker}: cannot resume at {start.get('source')!r} (file {start['file_index']}) -- the input's"
+                " files changed. Pass the same files, or train without RunConfig(resume_input=True).")
         pending: list[tuple[pa.RecordBatch, Origin]] = []
         pending_rows = 0
         global_row = 0
@@ -98,17 +106,15 @@ class StreamingInputFn:
                     schema, schema_source = batch.schema, source
                 elif not batch.schema.equals(schema):
                     batch = _conform(batch, schema, source, schema_source)
-                pending.append((batch, Origin(0, source, source_row, global_row)))
+                pending.append((batch, Origin(0, source, source_row, global_row, file_index, epoch)))
                 pending_rows += n
                 source_row += n
                 global_row += n
                 while pending_rows >= rows_per_chunk:
                     chunk, pending, pending_rows = self._cut(pending, rows_per_chunk)
-                    chunk.position = {"epoch": epoch, **_position_after(chunk, sources)}
                     yield chunk
         if pending_rows:
             chunk, pending, pending_rows = self._cut(pending, pending_rows)
-            chunk.position = {"epoch": epoch + 1, "file_index": 0, "row_in_file": 0}
             yield chunk
 
     def _cut(self, pending: list, rows: int) -> tuple[Chunk, list, int]:
@@ -120,9 +126,11 @@ class StreamingInputFn:
                 continue
             need = rows - count
             if batch.num_rows > need:
-                rest.append((batch.slice(need), Origin(0, origin.source, origin.source_row + need, origin.global_row + need)))
+                rest.append((batch.slice(need), Origin(0, origin.source, origin.source_row + need,
+                                                       origin.global_row + need, origin.file_index, origin.epoch)))
                 batch = batch.slice(0, need)
-            origins.append(Origin(count, origin.source, origin.source_row, origin.global_row))
+            origins.append(Origin(count, origin.source, origin.source_row, origin.global_row, origin.file_index,
+                                  origin.epoch))
             taken.append(batch)
             count += batch.num_rows
         table = pa.Table.from_batches(taken) if len(taken) > 1 else None
@@ -148,12 +156,6 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema, source: str, first_source
         raise InputError(
             f"{source}: its schema differs from {first_source}'s and cannot be cast ({exc}). Give every file"
             " the same column types.") from None
-
-
-def _position_after(chunk: Chunk, sources: list[str]) -> dict:
-    last = chunk.origins[-1]
-    rows_from_last = chunk.n_rows - last.chunk_row
-    return {"file_index": sources.index(last.source), "row_in_file": last.source_row + rows_from_last}
 
 
 class _FileInputFn(StreamingInputFn):

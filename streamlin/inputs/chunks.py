@@ -26,6 +26,8 @@ class Origin:
     source: str
     source_row: int
     global_row: int
+    file_index: int = 0
+    epoch: int = 0
 
 
 @dataclass
@@ -34,14 +36,13 @@ class Chunk:
 
     features: RecordBatch (n_rows); labels: pyarrow array (n_rows,) or None;
     step_bounds: int64 (n_steps + 1,), row offsets of the steps (0 ... n_rows);
-    position: where the input stands after this chunk, for resuming (JSON-ready) or None.
+    origins: where each run of rows came from (file, row), in chunk order.
     """
 
     features: pa.RecordBatch
     labels: pa.Array | None
     step_bounds: np.ndarray
     origins: list[Origin] = field(default_factory=list)
-    position: dict | None = None
 
     @property
     def n_rows(self) -> int:
@@ -51,14 +52,24 @@ class Chunk:
     def n_steps(self) -> int:
         return len(self.step_bounds) - 1
 
+    def _origin(self, row: int) -> Origin:
+        index = bisect.bisect_right([o.chunk_row for o in self.origins], row) - 1
+        return self.origins[max(index, 0)]
+
     def locate(self, row: int) -> str:
         """'<file>, row <global row>' for a chunk-relative row."""
         if not self.origins:
             return f"row {row}"
-        index = bisect.bisect_right([o.chunk_row for o in self.origins], row) - 1
-        origin = self.origins[max(index, 0)]
-        offset = row - origin.chunk_row
-        return f"{origin.source}, row {origin.global_row + offset}"
+        origin = self._origin(row)
+        return f"{origin.source}, row {origin.global_row + row - origin.chunk_row}"
+
+    def position_at(self, row: int) -> dict | None:
+        """JSON-ready input position just before chunk-relative ``row`` (``n_rows``: after the chunk)."""
+        if not self.origins:
+            return None
+        origin = self._origin(min(row, self.n_rows - 1)) if self.n_rows else self.origins[0]
+        return {"epoch": origin.epoch, "file_index": origin.file_index, "source": origin.source,
+                "row_in_file": origin.source_row + row - origin.chunk_row}
 
 
 def step_bounds(n_rows: int, batch_size: int) -> np.ndarray:
