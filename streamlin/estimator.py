@@ -267,9 +267,9 @@ class LinearClassifier:
         return self
 
     # -- evaluate ------------------------------------------------------------------------------
-    def _logits(self, rows: SparseRows, weights: np.ndarray) -> np.ndarray:
-        out = np.empty((rows.n_rows, weights.shape[1]), dtype=np.float64)
-        add_logits(rows.col_indptr, rows.slots, rows.values, weights, self._layout.bias_slot, 0, rows.n_rows, out)
+    def _logits(self, rows: SparseRows, table: np.ndarray) -> np.ndarray:
+        out = np.empty((rows.n_rows, table.shape[2]), dtype=np.float64)
+        add_logits(rows.col_indptr, rows.slots, rows.values, table, self._layout.bias_slot, 0, rows.n_rows, out)
         return out
 
     def evaluate(self, input_fn: Callable, steps: int | None = None, hooks: Sequence | None = None,
@@ -288,7 +288,7 @@ class LinearClassifier:
             bounds = prepared.chunk.step_bounds
             n_steps = len(bounds) - 1 if steps is None else min(len(bounds) - 1, steps - done)
             end = int(bounds[n_steps])
-            logits = self._logits(prepared.rows, state.weights)[:end]
+            logits = self._logits(prepared.rows, state.table)[:end]
             metrics.update(logits, prepared.labels[:end], prepared.weights[:end].astype(np.float64), bounds[:n_steps + 1])
             done += n_steps
             if steps is not None and done >= steps:
@@ -316,7 +316,7 @@ class LinearClassifier:
 
     def _predict_stream(self, input_fn, keys, state, yield_single_examples) -> Iterator[dict]:
         for prepared in self._prepared_chunks(input_fn, need_labels=False):
-            logits = self._logits(prepared.rows, state.weights)
+            logits = self._logits(prepared.rows, state.table)
             predictions = self._head.predictions(logits)
             predictions = {k: predictions[k] for k in keys}
             bounds = prepared.chunk.step_bounds
@@ -375,25 +375,27 @@ class _TrainLoop:
         self.rows_since_log = 0
         self.loss_since_log = 0.0
         self.steps_since_log = 0
-        optimizer = estimator._optimizer
-        self.slot_a = state.slots.get(optimizer.slot_names[0]) if optimizer.slot_names else None
-        self.slot_b = state.slots.get(optimizer.slot_names[1]) if len(optimizer.slot_names) > 1 else None
-        empty = np.empty((0, state.weights.shape[1]), dtype=np.float32)
-        self.slot_a = empty if self.slot_a is None else self.slot_a
-        self.slot_b = empty if self.slot_b is None else self.slot_b
-        self.hparams = optimizer.hparams()
-        self.dz = np.empty(state.weights.shape[1], dtype=np.float64)
+        units = state.table.shape[2]
+        self.hparams = estimator._optimizer.hparams()
+        self.dz = np.empty(units, dtype=np.float64)
         self.touched = np.empty(0, dtype=np.int64)
-        self.grad = np.empty((0, state.weights.shape[1]), dtype=np.float64)
-        self.logits = np.empty((0, state.weights.shape[1]), dtype=np.float64)
+        self.touched_bucket = np.empty(0, dtype=np.int64)
+        self.hash_slots = np.full(1, -1, dtype=np.int64)
+        self.hash_index = np.empty(1, dtype=np.int64)
+        self.grad = np.empty((0, units), dtype=np.float64)
+        self.logits = np.empty((0, units), dtype=np.float64)
 
     def _buffers(self, prepared: _Prepared) -> None:
         rows, bounds = prepared.rows, prepared.chunk.step_bounds
         capacity = int(step_capacity(rows.col_indptr, bounds))
-        units = self.state.weights.shape[1]
+        units = self.state.table.shape[2]
         if capacity > len(self.touched):
             self.touched = np.empty(capacity, dtype=np.int64)
+            self.touched_bucket = np.empty(capacity, dtype=np.int64)
             self.grad = np.empty((capacity, units), dtype=np.float64)
+            buckets = 1 << int(2 * capacity - 1).bit_length()
+            self.hash_slots = np.full(buckets, -1, dtype=np.int64)
+            self.hash_index = np.empty(buckets, dtype=np.int64)
         longest = int(np.diff(bounds).max()) if len(bounds) > 1 else 0
         if longest > len(self.logits):
             self.logits = np.empty((longest, units), dtype=np.float64)
@@ -431,9 +433,9 @@ class _TrainLoop:
             if callable(optimizer.learning_rate):
                 learning_rates[step:step + n] = optimizer.learning_rates(state.global_step, n)
             train_steps(rows.col_indptr, rows.slots, rows.values, prepared.labels, prepared.weights, bounds,
-                        step, step + n, est._layout.bias_slot, state.weights, self.slot_a, self.slot_b,
-                        optimizer.code, self.hparams, learning_rates, head.loss_kind, head.reduce_sum,
-                        state.position_buffer(), self.touched, self.grad, self.logits, self.dz, losses)
+                        step, step + n, est._layout.bias_slot, state.table, optimizer.code, self.hparams,
+                        learning_rates, head.loss_kind, head.reduce_sum, self.hash_slots, self.hash_index,
+                        self.touched, self.touched_bucket, self.grad, self.logits, self.dz, losses)
             state.global_step += n
             if self.input_identity is not None:
                 position = prepared.chunk.position_at(int(bounds[step + n]))

@@ -98,13 +98,13 @@ class ExportedModel:
         self.sparse_combiner = description["sparse_combiner"]
         self.signature = description["signature"]
         self.global_step = description["global_step"]
-        self.weights = np.zeros((self.layout.n_slots, self.head.units), dtype=np.float32)
+        self.table = np.zeros((self.layout.n_slots, 1, self.head.units), dtype=np.float32)
         for name, begin, end in self.layout.variables():
             value = np.asarray(group[name][...], dtype=np.float32)
             if name == BIAS_VARIABLE:
-                self.weights[begin] = value
+                self.table[begin, 0] = value
             else:
-                self.weights[begin:end] = value
+                self.table[begin:end, 0] = value
 
     def __repr__(self) -> str:
         return f"ExportedModel({self.path!r}, step {self.global_step}, inputs {list(self.signature['inputs'])})"
@@ -114,7 +114,7 @@ class ExportedModel:
         batch = as_record_batch(features)
         rows = self.layout.sparse_rows(batch, self.sparse_combiner)
         logits = np.empty((rows.n_rows, self.head.units), dtype=np.float64)
-        add_logits(rows.col_indptr, rows.slots, rows.values, self.weights, self.layout.bias_slot, 0, rows.n_rows, logits)
+        add_logits(rows.col_indptr, rows.slots, rows.values, self.table, self.layout.bias_slot, 0, rows.n_rows, logits)
         return self.head.predictions(logits)
 
 

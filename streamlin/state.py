@@ -27,26 +27,35 @@ FORMAT = "streamlin-snapshot-1"
 
 @dataclass
 class ModelState:
-    """weights float32 (n_slots, units); slots: slot name -> float32 (n_slots, units); global_step."""
+    """The model's numbers: one float32 table (n_slots, n_parts, units) and the global step.
 
-    weights: np.ndarray
-    slots: dict[str, np.ndarray]
+    ``table[:, 0]`` holds the weights and ``table[:, 1 + i]`` the optimizer's slot ``i``, so one
+    coordinate's weight and slots share a cache line in the learn kernel.
+    """
+
+    table: np.ndarray
+    slot_names: tuple[str, ...]
     global_step: int = 0
     input_position: dict | None = None
-    scratch_position: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
     @classmethod
     def zeros(cls, layout: Layout, head: Head, optimizer) -> "ModelState":
-        shape = (layout.n_slots, head.units)
-        slots = {name: np.full(shape, optimizer.slot_initial_value(name), dtype=np.float32)
-                 for name in optimizer.slot_names}
-        return cls(np.zeros(shape, dtype=np.float32), slots)
+        table = np.zeros((layout.n_slots, 1 + len(optimizer.slot_names), head.units), dtype=np.float32)
+        for i, name in enumerate(optimizer.slot_names):
+            initial = optimizer.slot_initial_value(name)
+            if initial:
+                table[:, 1 + i, :] = initial
+        return cls(table, tuple(optimizer.slot_names))
 
-    def position_buffer(self) -> np.ndarray:
-        """int64 (n_slots,) of -1: the learn kernel's scratch map, reused across calls."""
-        if self.scratch_position is None or len(self.scratch_position) != self.weights.shape[0]:
-            self.scratch_position = np.full(self.weights.shape[0], -1, dtype=np.int64)
-        return self.scratch_position
+    @property
+    def weights(self) -> np.ndarray:
+        """float32 (n_slots, units) view of the weights."""
+        return self.table[:, 0, :]
+
+    @property
+    def slots(self) -> dict[str, np.ndarray]:
+        """slot name -> float32 (n_slots, units) view."""
+        return {name: self.table[:, 1 + i, :] for i, name in enumerate(self.slot_names)}
 
 
 def _variable_view(array: np.ndarray, begin: int, end: int, name: str) -> np.ndarray:

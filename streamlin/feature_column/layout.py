@@ -15,13 +15,42 @@ import numpy as np
 import pyarrow as pa
 
 from streamlin.errors import ConfigError
-from streamlin.feature_column.columns import ALL_COLUMNS, NumericColumn
+from streamlin.feature_column.columns import ALL_COLUMNS, HashedCategoricalColumn, NumericColumn
 from streamlin.feature_column.transform import Locate, _default_locate, categorical_ids, numeric_values
-from streamlin.kernels.sparse import COMBINER_MEAN, COMBINER_SQRTN, COMBINER_SUM, place_column, place_dense
+from streamlin.hashing import arrow_string_buffers
+from streamlin.kernels.sparse import (COMBINER_MEAN, COMBINER_SQRTN, COMBINER_SUM, place_column, place_dense,
+                                      place_hashed_strings)
 
 COMBINERS = {"sum": COMBINER_SUM, "mean": COMBINER_MEAN, "sqrtn": COMBINER_SQRTN}
 VARIABLE_PREFIX = "linear/linear_model/"
 BIAS_VARIABLE = VARIABLE_PREFIX + "bias_weights"
+
+
+class _DenseStrings(NamedTuple):
+    """A hash-bucket column over a flat string array: hashed and placed in one kernel pass."""
+
+    data: np.ndarray
+    offsets: np.ndarray
+    valid: np.ndarray | None
+    num_buckets: int
+
+
+_NO_VALID = np.ones(0, dtype=np.bool_)
+
+
+def _dense_strings(column, batch: pa.RecordBatch) -> _DenseStrings | None:
+    """The fast path's inputs, when ``column`` hashes a flat string/binary feature; else None."""
+    if not isinstance(column, HashedCategoricalColumn):
+        return None
+    index = batch.schema.get_field_index(column.key)
+    if index < 0:
+        return None  # the general path raises the MissingFeatureError
+    array = batch.column(index)
+    t = array.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+        return None
+    data, offsets, valid = arrow_string_buffers(array)
+    return _DenseStrings(data, offsets, valid, column.hash_bucket_size)
 
 
 class SparseRows(NamedTuple):
@@ -94,16 +123,19 @@ class Layout:
         column's row 0 (TF's empty-row fill); numeric columns give their values densely.
         """
         n = batch.num_rows
-        parts = []
+        parts: list = []
         for column in self.columns:
             if isinstance(column, NumericColumn):
                 parts.append(numeric_values(column, batch, locate))
-            else:
-                parts.append(categorical_ids(column, batch, locate))
+                continue
+            strings = _dense_strings(column, batch)
+            parts.append(strings if strings is not None else categorical_ids(column, batch, locate))
         total = 0
         for part in parts:
             if isinstance(part, np.ndarray):
                 total += part.size
+            elif isinstance(part, _DenseStrings):
+                total += n
             else:
                 total += len(part.ids) + int(np.count_nonzero(np.diff(part.indptr) == 0))
         col_indptr = np.empty((len(parts), n + 1), dtype=np.int64)
@@ -115,6 +147,11 @@ class Layout:
         for c, (part, offset) in enumerate(zip(parts, self.offsets)):
             if isinstance(part, np.ndarray):
                 position = place_dense(part, offset, col_indptr[c], slots, values, position)
+            elif isinstance(part, _DenseStrings):
+                has_valid = part.valid is not None
+                position = place_hashed_strings(part.data, part.offsets, part.valid if has_valid else _NO_VALID,
+                                                has_valid, part.num_buckets, offset, col_indptr[c], slots, values,
+                                                position)
             else:
                 has_weights = part.weights is not None
                 position = place_column(part.indptr, part.ids, part.weights if has_weights else empty_weights,

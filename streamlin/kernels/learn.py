@@ -44,32 +44,32 @@ def ftrl_update(w, n, z, g, lr, l1, l2, lr_power, l2_shrinkage):
 
 
 @kernel()
-def apply_update(optimizer, hparams, lr, slot, grad_row, weights, slot_a, slot_b):
-    """Update row ``slot`` of weights and slots with gradient ``grad_row`` float64 (units,)."""
-    for u in range(weights.shape[1]):
-        g = grad_row[u]
+def apply_update(optimizer, hparams, lr, slot, grad, row, table):
+    """Update row ``slot`` of the table (weights at [:, 0], slots after) with ``grad[row]`` (float64)."""
+    for u in range(table.shape[2]):
+        g = grad[row, u]
         if optimizer == OPTIMIZER_FTRL:
             l2 = hparams[HP_L2] + hparams[HP_BETA] / (2.0 * lr)
-            w, n, z = ftrl_update(np.float64(weights[slot, u]), np.float64(slot_a[slot, u]),
-                                  np.float64(slot_b[slot, u]), g, lr, hparams[HP_L1], l2,
+            w, n, z = ftrl_update(np.float64(table[slot, 0, u]), np.float64(table[slot, 1, u]),
+                                  np.float64(table[slot, 2, u]), g, lr, hparams[HP_L1], l2,
                                   hparams[HP_LR_POWER], hparams[HP_L2_SHRINKAGE])
-            weights[slot, u] = w
-            slot_a[slot, u] = n
-            slot_b[slot, u] = z
+            table[slot, 0, u] = w
+            table[slot, 1, u] = n
+            table[slot, 2, u] = z
         elif optimizer == OPTIMIZER_ADAGRAD:
-            acc = np.float64(slot_a[slot, u]) + g * g
-            slot_a[slot, u] = acc
-            weights[slot, u] = np.float64(weights[slot, u]) - lr * g / (np.sqrt(acc) + hparams[HP_EPSILON])
+            acc = np.float64(table[slot, 1, u]) + g * g
+            table[slot, 1, u] = acc
+            table[slot, 0, u] = np.float64(table[slot, 0, u]) - lr * g / (np.sqrt(acc) + hparams[HP_EPSILON])
         else:
-            weights[slot, u] = np.float64(weights[slot, u]) - lr * g
+            table[slot, 0, u] = np.float64(table[slot, 0, u]) - lr * g
 
 
 @kernel()
-def loss_and_gradient(logits, label, loss_kind, scale, dz):
-    """Per-example loss; writes d loss / d logits * scale into dz float64 (units,)."""
-    units = logits.shape[0]
+def loss_and_gradient(logits, r, label, loss_kind, scale, dz):
+    """Example ``r``'s loss from ``logits[r]``; writes d loss / d logits * scale into dz float64 (units,)."""
+    units = logits.shape[1]
     if loss_kind == LOSS_SIGMOID:
-        x = logits[0]
+        x = logits[r, 0]
         loss = max(x, 0.0) - x * label + np.log1p(np.exp(-abs(x)))
         if x >= 0.0:
             p = 1.0 / (1.0 + np.exp(-x))
@@ -79,34 +79,61 @@ def loss_and_gradient(logits, label, loss_kind, scale, dz):
         dz[0] = (p - label) * scale
         return loss
     target = int(label)
-    top = logits[0]
+    top = logits[r, 0]
     for u in range(1, units):
-        top = max(top, logits[u])
+        top = max(top, logits[r, u])
     total = 0.0
     for u in range(units):
-        total += np.exp(logits[u] - top)
+        total += np.exp(logits[r, u] - top)
     log_normalizer = top + np.log(total)
     for u in range(units):
-        dz[u] = (np.exp(logits[u] - log_normalizer) - (1.0 if u == target else 0.0)) * scale
-    return log_normalizer - logits[target]
+        dz[u] = (np.exp(logits[r, u] - log_normalizer) - (1.0 if u == target else 0.0)) * scale
+    return log_normalizer - logits[r, target]
+
+
+_HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+@kernel()
+def _touch(slot, hash_slots, hash_index, touched, touched_bucket, n_touched, units, grad):
+    """Index of ``slot`` in this step's touched list, adding it (gradient zeroed) if new.
+
+    hash_slots int64 (2**k,) open addressing, -1 = empty; hash_index int64 (2**k,).
+    Returns (index, new n_touched).
+    """
+    mask = hash_slots.shape[0] - 1
+    bucket = np.int64((np.uint64(slot) * _HASH_MULTIPLIER) >> np.uint64(40)) & mask
+    while True:
+        key = hash_slots[bucket]
+        if key == slot:
+            return hash_index[bucket], n_touched
+        if key == -1:
+            hash_slots[bucket] = slot
+            hash_index[bucket] = n_touched
+            touched[n_touched] = slot
+            touched_bucket[n_touched] = bucket
+            for u in range(units):
+                grad[n_touched, u] = 0.0
+            return n_touched, n_touched + 1
+        bucket = (bucket + 1) & mask
 
 
 @kernel()
 def train_steps(col_indptr, slots, values, labels, example_weights, step_bounds, step_begin, step_end,
-                bias_slot, weights, slot_a, slot_b, optimizer, hparams, learning_rates, loss_kind,
-                reduce_sum, position, touched, grad, logits, dz, step_losses):
+                bias_slot, table, optimizer, hparams, learning_rates, loss_kind, reduce_sum,
+                hash_slots, hash_index, touched, touched_bucket, grad, logits, dz, step_losses):
     """Run steps ``[step_begin, step_end)`` of a chunk; each step's loss uses pre-update weights.
 
     col_indptr int64 (n_columns, n_rows + 1); slots int64, values float32 (nnz,);
     labels float64 (n_rows,) (0..1 for sigmoid, class id for softmax); example_weights float32
-    (n_rows,); step_bounds int64 (n_steps + 1,) row offsets; weights, slot_a, slot_b float32
-    (n_slots, units), in place (slots unused by an optimizer may be empty); hparams float64;
-    learning_rates float64 (n_steps,); position int64 (n_slots,), all -1 on entry and exit;
-    touched int64 (capacity,) and grad float64 (capacity, units) with capacity >= entries of a
-    step + 1; logits float64 (max step rows, units); dz float64 (units,);
-    step_losses float64 (n_steps,), written for the steps run.
+    (n_rows,); step_bounds int64 (n_steps + 1,) row offsets; table float32 (n_slots, n_parts,
+    units): weights at [:, 0], optimizer slots at [:, 1:] (one cache line per coordinate);
+    hparams float64; learning_rates float64 (n_steps,); hash_slots int64 (2**k,), all -1 on entry
+    and exit, 2**k >= 2 * capacity; hash_index int64 (2**k,); touched, touched_bucket int64
+    (capacity,) and grad float64 (capacity, units), capacity >= entries of a step + 1; logits
+    float64 (max step rows, units); dz float64 (units,); step_losses float64 (n_steps,), written.
     """
-    units = weights.shape[1]
+    units = table.shape[2]
     n_columns = col_indptr.shape[0]
     for step in range(step_begin, step_end):
         row_begin, row_end = step_bounds[step], step_bounds[step + 1]
@@ -114,46 +141,34 @@ def train_steps(col_indptr, slots, values, labels, example_weights, step_bounds,
         for row in range(row_begin, row_end):
             r = row - row_begin
             for u in range(units):
-                logits[r, u] = weights[bias_slot, u]
+                logits[r, u] = table[bias_slot, 0, u]
             for c in range(n_columns):
                 for k in range(col_indptr[c, row], col_indptr[c, row + 1]):
                     s = slots[k]
                     for u in range(units):
-                        logits[r, u] += values[k] * weights[s, u]
-        n_touched = 1
-        touched[0] = bias_slot
-        position[bias_slot] = 0
-        for u in range(units):
-            grad[0, u] = 0.0
+                        logits[r, u] += values[k] * table[s, 0, u]
+        bias, n_touched = _touch(bias_slot, hash_slots, hash_index, touched, touched_bucket, 0, units, grad)
         total_loss = 0.0
         for row in range(row_begin, row_end):
             r = row - row_begin
             w = np.float64(example_weights[row])
             scale = w if reduce_sum else w / n_rows
-            loss = loss_and_gradient(logits[r], labels[row], loss_kind, scale, dz)
+            loss = loss_and_gradient(logits, r, labels[row], loss_kind, scale, dz)
             total_loss += w * loss
             for u in range(units):
-                grad[0, u] += dz[u]
+                grad[bias, u] += dz[u]
             for c in range(n_columns):
                 for k in range(col_indptr[c, row], col_indptr[c, row + 1]):
-                    s = slots[k]
-                    p = position[s]
-                    if p < 0:
-                        p = n_touched
-                        position[s] = p
-                        touched[p] = s
-                        n_touched += 1
-                        for u in range(units):
-                            grad[p, u] = 0.0
+                    p, n_touched = _touch(slots[k], hash_slots, hash_index, touched, touched_bucket, n_touched,
+                                          units, grad)
                     v = np.float64(values[k])
                     for u in range(units):
                         grad[p, u] += v * dz[u]
         step_losses[step] = total_loss if reduce_sum else total_loss / n_rows
         lr = learning_rates[step]
         for p in range(n_touched):
-            s = touched[p]
-            apply_update(optimizer, hparams, lr, s, grad[p], weights, slot_a, slot_b)
-            position[s] = -1
+            apply_update(optimizer, hparams, lr, touched[p], grad, p, table)
+            hash_slots[touched_bucket[p]] = -1
 
 
 @kernel()

@@ -3,6 +3,7 @@
 import numpy as np
 
 from streamlin.kernels._jit import kernel
+from streamlin.kernels.hashing import fingerprint64_at
 
 COMBINER_SUM = 0
 COMBINER_MEAN = 1
@@ -70,20 +71,48 @@ def place_dense(values, slot_offset, out_row_indptr, out_slots, out_values, out_
 
 
 @kernel()
-def add_logits(col_indptr, slots, values, weights, bias_slot, row_begin, row_end, out):
-    """out[r - row_begin] = weights[bias_slot] + sum of values * weights[slots] over row r's entries.
+def add_logits(col_indptr, slots, values, table, bias_slot, row_begin, row_end, out):
+    """out[r - row_begin] = bias + sum of values * weights[slots] over row r's entries.
 
     col_indptr int64 (n_columns, n_rows + 1); slots int64 (nnz,); values float32 (nnz,);
-    weights float32 (n_slots, units); out float64 (>= row_end - row_begin, units), overwritten.
+    table float32 (n_slots, n_parts, units), weights at [:, 0]; out float64
+    (>= row_end - row_begin, units), overwritten.
     """
-    units = weights.shape[1]
+    units = table.shape[2]
     for row in range(row_begin, row_end):
         r = row - row_begin
         for u in range(units):
-            out[r, u] = weights[bias_slot, u]
+            out[r, u] = table[bias_slot, 0, u]
         for c in range(col_indptr.shape[0]):
             for k in range(col_indptr[c, row], col_indptr[c, row + 1]):
                 s = slots[k]
                 v = values[k]
                 for u in range(units):
-                    out[r, u] += v * weights[s, u]
+                    out[r, u] += v * table[s, 0, u]
+
+
+@kernel()
+def place_hashed_strings(data, offsets, valid, has_valid, num_buckets, slot_offset, out_row_indptr, out_slots,
+                         out_values, out_start):
+    """Hash-bucket a flat (dense) string column straight into the flat buffers: one entry per row.
+
+    data uint8 (nbytes,); offsets int64 (n_rows + 1,); valid bool (n_rows,) (read if has_valid);
+    a null or '' is TF's dense missing value: the row gets the empty-row entry (slot_offset, 0.0),
+    else (slot_offset + Fingerprint64 % num_buckets, 1.0). Returns the end offset.
+    """
+    buckets = np.uint64(num_buckets)
+    n_rows = offsets.shape[0] - 1
+    pos = out_start
+    for row in range(n_rows):
+        out_row_indptr[row] = pos
+        begin = offsets[row]
+        length = offsets[row + 1] - begin
+        if length == 0 or (has_valid and not valid[row]):
+            out_slots[pos] = slot_offset
+            out_values[pos] = 0.0
+        else:
+            out_slots[pos] = slot_offset + np.int64(fingerprint64_at(data, begin, length) % buckets)
+            out_values[pos] = 1.0
+        pos += 1
+    out_row_indptr[n_rows] = pos
+    return pos
