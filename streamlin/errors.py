@@ -17,7 +17,15 @@ class ConfigError(StreamlinError, ValueError):
 
 
 class InputError(StreamlinError, ValueError):
-    """Input data is unreadable or invalid; the message names file, row, column and value."""
+    """Input data is unreadable or invalid; the message names file, row, column and value.
+
+    ``rows``, when set, holds every offending row of the batch (int64, batch-relative), so a
+    ``on_bad_row="skip"`` policy can drop them all at once.
+    """
+
+    def __init__(self, message: str, rows=None):
+        super().__init__(message)
+        self.rows = rows
 
 
 class MissingFeatureError(StreamlinError, KeyError):

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from streamlin import state as model_state
 from streamlin.checkpoint import store
 from streamlin.config import RunConfig, WarmStartSettings
-from streamlin.errors import CheckpointError, ConfigError, InputError
+from streamlin.errors import CheckpointError, ConfigError, InputError, MissingFeatureError
 from streamlin.feature_column.columns import NumericColumn
 from streamlin.feature_column.layout import COMBINERS, Layout, SparseRows
 from streamlin.feature_column.transform import get_feature
@@ -182,15 +182,32 @@ class LinearClassifier:
             keys.append(self._weight_column)
         return keys
 
-    def _prepare(self, chunk: Chunk, need_labels: bool) -> _Prepared:
-        rows = self._layout.sparse_rows(chunk.features, self._sparse_combiner, chunk.locate)
+    def _prepare(self, chunk: Chunk, need_labels: bool, bad_rows: "_BadRows | None" = None) -> _Prepared | None:
+        """The feature stage; under a skip/log policy, rows that fail validation are dropped."""
+        while True:
+            try:
+                return self._prepare_rows(chunk, need_labels)
+            except InputError as exc:
+                if bad_rows is None or exc.rows is None or not len(exc.rows):
+                    raise
+                bad_rows.record(chunk, exc)
+                chunk = chunk.drop_rows(np.asarray(exc.rows, dtype=np.int64))
+                if chunk.n_rows == 0:
+                    return None
+
+    def _prepare_rows(self, chunk: Chunk, need_labels: bool) -> _Prepared:
+        try:
+            rows = self._layout.sparse_rows(chunk.features, self._sparse_combiner, chunk.locate)
+        except MissingFeatureError as exc:
+            source = chunk.locate(0).rpartition(", row ")[0] or "input"
+            raise MissingFeatureError(f"{source}: {exc}") from None
         labels = None
         if need_labels:
             if chunk.labels is None:
                 raise InputError(
                     f"{chunk.locate(0)}: the input gives no labels; train and evaluate need them (label_key, or"
                     " (features, labels) pairs from input_fn).")
-            labels = self._head.encode_labels(chunk.labels, chunk.locate)
+            labels = self._head.encode_labels(chunk.labels, chunk.locate, chunk.label_key or "label")
         weights = self._example_weights(chunk)
         return _Prepared(chunk, rows, labels, weights)
 
@@ -209,12 +226,14 @@ class LinearClassifier:
             row = int(bad[0])
             raise InputError(
                 f"{chunk.locate(row)}, column {self._weight_column!r}: example weight {values[row]!r} is not a"
-                " finite number >= 0. Fix or drop the row.")
+                " finite number >= 0. Fix or drop the row.", rows=bad)
         return values.astype(np.float32)
 
-    def _prepared_chunks(self, input_fn: Callable, need_labels: bool, start: dict | None = None) -> Iterator[_Prepared]:
+    def _prepared_chunks(self, input_fn: Callable, need_labels: bool, start: dict | None = None,
+                         bad_rows: "_BadRows | None" = None) -> Iterator[_Prepared]:
         chunks = iter_chunks(input_fn, self._needed_columns(), self._config.chunk_rows, start)
-        return read_ahead(chunks, lambda chunk: self._prepare(chunk, need_labels))
+        prepared = read_ahead(chunks, lambda chunk: self._prepare(chunk, need_labels, bad_rows))
+        return (p for p in prepared if p is not None)
 
     def _resume_position(self, input_fn: Callable, state: model_state.ModelState) -> dict | None:
         """Where a built-in maker's input resumes (RunConfig(resume_input=True)), or None."""
@@ -254,14 +273,17 @@ class LinearClassifier:
         if not any(s.step == state.global_step for s in store.list_snapshots(self._model_dir)):
             self._save(state)
         start = self._resume_position(input_fn, state)
+        bad_rows = _BadRows.for_input(input_fn)
         identity = _jsonable(input_fn.identity()) if self._config.resume_input and isinstance(input_fn, StreamingInputFn) else None
         loop = _TrainLoop(self, state, target, hooks, identity)
         try:
-            for prepared in self._prepared_chunks(input_fn, need_labels=True, start=start):
+            for prepared in self._prepared_chunks(input_fn, need_labels=True, start=start, bad_rows=bad_rows):
                 if loop.run_chunk(prepared):
                     break
         finally:
             loop.close()
+            if bad_rows is not None:
+                bad_rows.report(self._model_dir, state.global_step)
         for hook in hooks:
             getattr(hook, "end", lambda step: None)(state.global_step)
         return self
@@ -284,7 +306,8 @@ class LinearClassifier:
         path, state = self._load_checkpoint(checkpoint_path)
         metrics = StreamingMetrics(self._head)
         done = 0
-        for prepared in self._prepared_chunks(input_fn, need_labels=True):
+        bad_rows = _BadRows.for_input(input_fn)
+        for prepared in self._prepared_chunks(input_fn, need_labels=True, bad_rows=bad_rows):
             bounds = prepared.chunk.step_bounds
             n_steps = len(bounds) - 1 if steps is None else min(len(bounds) - 1, steps - done)
             end = int(bounds[n_steps])
@@ -293,6 +316,8 @@ class LinearClassifier:
             done += n_steps
             if steps is not None and done >= steps:
                 break
+        if bad_rows is not None:
+            bad_rows.report(None, state.global_step)
         result = metrics.result()
         result[MetricKeys.GLOBAL_STEP] = state.global_step
         self._record_eval(name, path, state.global_step, result)
@@ -335,6 +360,48 @@ class LinearClassifier:
 
         _, state = self._load_checkpoint(checkpoint_path)
         return write_export(export_dir_base, self._layout, self._head, self._sparse_combiner, state, self._spec())
+
+
+class _BadRows:
+    """Rows dropped under ``on_bad_row="skip"|"log"``: counted, optionally logged and written to a file."""
+
+    def __init__(self, policy: str, side_file: str | None):
+        self.policy = policy
+        self.side_file = side_file
+        self.count = 0
+        self.first: str | None = None
+
+    @classmethod
+    def for_input(cls, input_fn: Any) -> "_BadRows | None":
+        policy = getattr(input_fn, "on_bad_row", "raise")
+        if policy == "raise" or not isinstance(input_fn, StreamingInputFn):
+            return None
+        return cls(policy, input_fn.bad_rows_file)
+
+    def record(self, chunk: Chunk, error: InputError) -> None:
+        rows = np.asarray(error.rows, dtype=np.int64)
+        self.count += len(rows)
+        reason = str(error)
+        self.first = self.first or reason
+        if self.policy == "log":
+            for row in rows:
+                log.warning("skipping bad row: %s (%s)", chunk.locate(int(row)), reason)
+        if self.side_file:
+            with open(self.side_file, "a", encoding="utf-8") as handle:
+                for row in rows:
+                    where, _, number = chunk.locate(int(row)).rpartition(", row ")
+                    handle.write(json.dumps({"source": where, "row": int(number) if number.isdigit() else None,
+                                             "reason": reason}) + "\n")
+
+    def report(self, model_dir: str | None, step: int) -> None:
+        if not self.count:
+            return
+        log.warning("skipped %d bad rows (on_bad_row=%r); the first: %s", self.count, self.policy, self.first)
+        if model_dir is not None:
+            Path(model_dir).mkdir(parents=True, exist_ok=True)
+            with open(Path(model_dir) / "train_log.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"event": "bad_rows", "time": time.time(), "global_step": step,
+                                         "skipped_rows": self.count, "first": self.first}) + "\n")
 
 
 def _jsonable(value: Any) -> Any:

@@ -20,10 +20,6 @@ from streamlin.kernels.learn import LOSS_SIGMOID, LOSS_SOFTMAX
 REDUCTIONS = ("sum_over_batch_size", "sum")
 
 
-def _row_text(locate: Callable[[int], str], row: int) -> str:
-    return locate(row)
-
-
 @dataclass(frozen=True)
 class Head:
     """What the model predicts: ``n_classes`` and how labels are read."""
@@ -81,13 +77,13 @@ class Head:
             else:
                 raise InputError(f"labels {label_key!r} must hold one value per row; found {array.type}.")
         if array.null_count:
-            row = int(np.flatnonzero(~array.is_valid().to_numpy(zero_copy_only=False))[0])
-            raise InputError(f"{locate(row)}, column {label_key!r}: label is missing (null). Drop or fill such rows.")
+            bad = np.flatnonzero(~array.is_valid().to_numpy(zero_copy_only=False))
+            raise InputError(f"{locate(int(bad[0]))}, column {label_key!r}: label is missing (null). Drop or fill"
+                             " such rows.", rows=bad)
         if self.label_vocabulary is not None:
             if not is_string_type(array.type):
-                row = 0
                 raise InputError(
-                    f"{locate(row)}, column {label_key!r}: label {array[0].as_py()!r} is not a string, but"
+                    f"{locate(0)}, column {label_key!r}: label {array[0].as_py()!r} is not a string, but"
                     f" label_vocabulary={list(self.label_vocabulary)!r} expects strings.")
             if pa.types.is_dictionary(array.type):
                 array = array.dictionary_decode()
@@ -99,7 +95,7 @@ class Head:
                 raise InputError(
                     f"{locate(row)}, column {label_key!r}: label {array[row].as_py()!r} is not in"
                     f" label_vocabulary {list(self.label_vocabulary)!r}. Fix the data (whitespace, case) or"
-                    " the vocabulary.")
+                    " the vocabulary.", rows=bad)
             return ids.astype(np.float64)
         if is_string_type(array.type):
             raise InputError(
@@ -114,14 +110,14 @@ class Head:
                 row = int(bad[0])
                 raise InputError(
                     f"{locate(row)}, column {label_key!r}: a binary label must be in [0, 1]; found"
-                    f" {array[row].as_py()!r}. Pass label_vocabulary=[...] for string labels.")
+                    f" {array[row].as_py()!r}. Pass label_vocabulary=[...] for string labels.", rows=bad)
             return values
         bad = np.flatnonzero(~((values >= 0) & (values < self.n_classes) & (values == np.floor(values))))
-        if bad.size or (pa.types.is_floating(array.type) and False):
+        if bad.size:
             row = int(bad[0])
             raise InputError(
                 f"{locate(row)}, column {label_key!r}: a label must be an integer in [0, {self.n_classes});"
-                f" found {array[row].as_py()!r}.")
+                f" found {array[row].as_py()!r}.", rows=bad)
         return values
 
     def predictions(self, logits: np.ndarray) -> dict[str, np.ndarray]:

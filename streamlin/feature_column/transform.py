@@ -152,11 +152,13 @@ def _identity_ids(column: IdentityCategoricalColumn, raw: RawFeature, key: str, 
         bad &= keep
     if bad.any():
         if column.default_value is None:
-            entry = int(np.flatnonzero(bad)[0])
+            entries = np.flatnonzero(bad)
+            entry = int(entries[0])
+            rows = np.unique(np.searchsorted(raw.indptr, entries, side="right") - 1)
             raise InputError(
                 f"{locate(_row_of_entry(raw.indptr, entry))}, column {key!r}: identity id {int(ids[entry])}"
                 f" is outside [0, {column.num_buckets}). Pass default_value= to map such ids, or raise"
-                " num_buckets.")
+                " num_buckets.", rows=rows)
         ids = np.where(bad, column.default_value, ids)
     return ids, keep
 
@@ -190,11 +192,17 @@ def numeric_values(column: NumericColumn, batch: pa.RecordBatch, locate: Locate 
     missing = np.isnan(out)
     if missing.any():
         if column.default_value is None:
-            row = int(np.flatnonzero(missing.any(axis=1))[0])
+            rows = np.flatnonzero(missing.any(axis=1))
             raise InputError(
-                f"{locate(row)}, column {column.key!r}: value is null or NaN and numeric_column has no"
-                " default_value. Pass default_value=... or clean the data.")
+                f"{locate(int(rows[0]))}, column {column.key!r}: value is null or NaN and numeric_column has no"
+                " default_value. Pass default_value=... or clean the data.", rows=rows)
         out = np.where(missing, np.asarray(column.default_value, dtype=np.float64)[None, :], out)
+    infinite = np.isinf(out)
+    if infinite.any():
+        rows = np.flatnonzero(infinite.any(axis=1))
+        raise InputError(
+            f"{locate(int(rows[0]))}, column {column.key!r}: value {out[rows[0]][infinite[rows[0]]][0]} is not finite"
+            " (an overflowing number such as 1e400?). Clean the data or clip it.", rows=rows)
     if column.normalizer_fn is not None:
         out = np.asarray(column.normalizer_fn(out), dtype=np.float64).reshape(n, dim)
     return out.astype(np.float32)

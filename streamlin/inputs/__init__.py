@@ -20,6 +20,7 @@ from streamlin.inputs.chunks import Chunk, Origin, chunks_from_callable, step_bo
 from streamlin.inputs.files import arrow_batches, csv_batches, expand_paths, parquet_batches
 
 PathsLike = Any
+BAD_ROW_POLICIES = ("raise", "skip", "log")
 
 
 def _check_positive(maker: str, **values: Any) -> None:
@@ -35,11 +36,16 @@ class StreamingInputFn:
 
     maker = "input_fn"
 
-    def __init__(self, label_key: str | None, batch_size: int, num_epochs: int | None):
+    def __init__(self, label_key: str | None, batch_size: int, num_epochs: int | None,
+                 on_bad_row: str = "raise", bad_rows_file: str | os.PathLike | None = None):
         _check_positive(self.maker, batch_size=batch_size, num_epochs=num_epochs)
+        if on_bad_row not in BAD_ROW_POLICIES:
+            raise ConfigError(f"{self.maker}: on_bad_row must be one of {BAD_ROW_POLICIES}; found {on_bad_row!r}.")
         self.label_key = label_key
         self.batch_size = batch_size
         self.num_epochs = num_epochs
+        self.on_bad_row = on_bad_row
+        self.bad_rows_file = None if bad_rows_file is None else os.fspath(bad_rows_file)
 
     # -- what subclasses provide -----------------------------------------------------------
     def sources(self, epoch: int) -> list[str]:
@@ -140,7 +146,7 @@ class StreamingInputFn:
             labels = merged.column(self.label_key)
             merged = merged.drop_columns([self.label_key]) if hasattr(merged, "drop_columns") else merged.select(
                 [n for n in merged.schema.names if n != self.label_key])
-        chunk = Chunk(merged, labels, step_bounds(count, self.batch_size), origins)
+        chunk = Chunk(merged, labels, step_bounds(count, self.batch_size), origins, label_key=self.label_key)
         return chunk, rest, sum(b.num_rows for b, _ in rest)
 
 
@@ -160,8 +166,9 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema, source: str, first_source
 
 class _FileInputFn(StreamingInputFn):
     def __init__(self, paths: PathsLike, label_key: str | None, batch_size: int, num_epochs: int | None,
-                 shuffle_files: bool = False, seed: int | None = None):
-        super().__init__(label_key, batch_size, num_epochs)
+                 shuffle_files: bool = False, seed: int | None = None, on_bad_row: str = "raise",
+                 bad_rows_file: str | os.PathLike | None = None):
+        super().__init__(label_key, batch_size, num_epochs, on_bad_row, bad_rows_file)
         self.paths = expand_paths(paths, self.maker)
         self.shuffle_files = shuffle_files
         self.seed = seed
@@ -180,37 +187,39 @@ class _FileInputFn(StreamingInputFn):
 class ParquetInputFn(_FileInputFn):
     maker = "parquet_input_fn"
 
-    def __init__(self, paths, label_key, batch_size=1024, num_epochs=1, columns=None, shuffle_files=False, seed=None):
-        super().__init__(paths, label_key, batch_size, num_epochs, shuffle_files, seed)
+    def __init__(self, paths, label_key, batch_size=1024, num_epochs=1, columns=None, shuffle_files=False, seed=None,
+                 on_bad_row="raise", bad_rows_file=None):
+        super().__init__(paths, label_key, batch_size, num_epochs, shuffle_files, seed, on_bad_row, bad_rows_file)
         self.columns = None if columns is None else list(columns)
 
     def read(self, source, columns, batch_rows):
         wanted = columns
         if self.columns is not None:
             wanted = [c for c in (columns or self.columns) if c in self.columns or c == self.label_key]
-        return parquet_batches(source, batch_rows, wanted)
+        return parquet_batches(source, batch_rows, wanted, optional=(self.label_key,))
 
 
 class CsvInputFn(_FileInputFn):
     maker = "csv_input_fn"
 
     def __init__(self, paths, label_key, batch_size=1024, num_epochs=1, column_names=None, column_types=None,
-                 delimiter=",", header=True, shuffle_files=False, seed=None):
-        super().__init__(paths, label_key, batch_size, num_epochs, shuffle_files, seed)
+                 delimiter=",", header=True, shuffle_files=False, seed=None, on_bad_row="raise", bad_rows_file=None):
+        super().__init__(paths, label_key, batch_size, num_epochs, shuffle_files, seed, on_bad_row, bad_rows_file)
         if not isinstance(delimiter, str) or len(delimiter) != 1:
             raise ConfigError(f"csv_input_fn: delimiter must be one character; found {delimiter!r}.")
         self.column_names, self.column_types = column_names, dict(column_types or {})
         self.delimiter, self.header = delimiter, header
 
     def read(self, source, columns, batch_rows):
-        return csv_batches(source, columns, self.column_names, self.column_types, self.delimiter, self.header)
+        return csv_batches(source, columns, self.column_names, self.column_types, self.delimiter, self.header,
+                           optional=(self.label_key,))
 
 
 class ArrowInputFn(_FileInputFn):
     maker = "arrow_input_fn"
 
     def read(self, source, columns, batch_rows):
-        for batch in arrow_batches(source, columns):
+        for batch in arrow_batches(source, columns, optional=(self.label_key,)):
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows)
 
@@ -250,20 +259,33 @@ def numpy_input_fn(x, y=None, batch_size=128, num_epochs=1, shuffle=False, seed=
 
 
 def parquet_input_fn(paths, label_key, batch_size=1024, num_epochs=1, columns=None, shuffle_files=False,
-                     seed=None) -> ParquetInputFn:
-    """Stream Parquet files (a file, directory, glob or list), reading only the columns needed."""
-    return ParquetInputFn(paths, label_key, batch_size, num_epochs, columns, shuffle_files, seed)
+                     seed=None, on_bad_row="raise", bad_rows_file=None) -> ParquetInputFn:
+    """Stream Parquet files (a file, directory, glob or list), reading only the columns needed.
+
+    ``on_bad_row``: ``"raise"`` (default) stops at a row that fails validation (bad label or weight,
+    null numeric without default, out-of-range identity id); ``"skip"`` drops such rows and counts
+    them; ``"log"`` also logs each one. ``bad_rows_file`` appends each dropped row's file, row and
+    reason as a JSON line.
+    """
+    return ParquetInputFn(paths, label_key, batch_size, num_epochs, columns, shuffle_files, seed, on_bad_row,
+                          bad_rows_file)
 
 
 def csv_input_fn(paths, label_key, batch_size=1024, num_epochs=1, column_names=None, column_types=None,
-                 delimiter=",", header=True) -> CsvInputFn:
-    """Stream CSV files in bounded blocks; ``column_types`` maps a column to a type (e.g. ``"string"``)."""
-    return CsvInputFn(paths, label_key, batch_size, num_epochs, column_names, column_types, delimiter, header)
+                 delimiter=",", header=True, on_bad_row="raise", bad_rows_file=None) -> CsvInputFn:
+    """Stream CSV files in bounded blocks; ``column_types`` maps a column to a type (e.g. ``"string"``).
+
+    ``on_bad_row`` as for :func:`parquet_input_fn`; a value that cannot be parsed as its column's
+    type stops with an InputError naming the file (pass ``column_types`` to read it as a string).
+    """
+    return CsvInputFn(paths, label_key, batch_size, num_epochs, column_names, column_types, delimiter, header,
+                      on_bad_row=on_bad_row, bad_rows_file=bad_rows_file)
 
 
-def arrow_input_fn(paths, label_key, batch_size=1024, num_epochs=1) -> ArrowInputFn:
-    """Stream Arrow IPC files or streams."""
-    return ArrowInputFn(paths, label_key, batch_size, num_epochs)
+def arrow_input_fn(paths, label_key, batch_size=1024, num_epochs=1, on_bad_row="raise",
+                   bad_rows_file=None) -> ArrowInputFn:
+    """Stream Arrow IPC files or streams; ``on_bad_row`` as for :func:`parquet_input_fn`."""
+    return ArrowInputFn(paths, label_key, batch_size, num_epochs, on_bad_row=on_bad_row, bad_rows_file=bad_rows_file)
 
 
 def iter_chunks(input_fn: Callable, columns: Sequence[str] | None, chunk_rows: int,

@@ -43,6 +43,9 @@ class Chunk:
     labels: pa.Array | None
     step_bounds: np.ndarray
     origins: list[Origin] = field(default_factory=list)
+    row_map: np.ndarray | None = None  # int64: row i was row row_map[i] before bad rows were dropped
+    _n_original: int | None = None
+    label_key: str | None = None
 
     @property
     def n_rows(self) -> int:
@@ -52,12 +55,33 @@ class Chunk:
     def n_steps(self) -> int:
         return len(self.step_bounds) - 1
 
+    def original_row(self, row: int) -> int:
+        """The chunk row as read from the input, before any bad rows were dropped."""
+        return row if self.row_map is None else int(self.row_map[row])
+
+    @property
+    def n_original_rows(self) -> int:
+        return self._n_original if self._n_original is not None else self.n_rows
+
+    def drop_rows(self, bad: np.ndarray) -> "Chunk":
+        """This chunk without rows ``bad`` (int64, chunk-relative); each step keeps its other rows,
+        and a step left empty disappears."""
+        keep = np.ones(self.n_rows, dtype=bool)
+        keep[bad] = False
+        kept_before = np.concatenate([[0], np.cumsum(keep)])
+        bounds = np.unique(kept_before[self.step_bounds]).astype(np.int64)
+        current = np.arange(self.n_rows, dtype=np.int64) if self.row_map is None else self.row_map
+        mask = pa.array(keep)
+        return Chunk(self.features.filter(mask), None if self.labels is None else self.labels.filter(mask),
+                     bounds, self.origins, current[keep], self.n_original_rows, self.label_key)
+
     def _origin(self, row: int) -> Origin:
         index = bisect.bisect_right([o.chunk_row for o in self.origins], row) - 1
         return self.origins[max(index, 0)]
 
     def locate(self, row: int) -> str:
         """'<file>, row <global row>' for a chunk-relative row."""
+        row = self.original_row(row)
         if not self.origins:
             return f"row {row}"
         origin = self._origin(row)
@@ -67,7 +91,8 @@ class Chunk:
         """JSON-ready input position just before chunk-relative ``row`` (``n_rows``: after the chunk)."""
         if not self.origins:
             return None
-        origin = self._origin(min(row, self.n_rows - 1)) if self.n_rows else self.origins[0]
+        row = self.original_row(row) if row < self.n_rows else self.n_original_rows
+        origin = self._origin(min(row, max(self.n_original_rows - 1, 0)))
         return {"epoch": origin.epoch, "file_index": origin.file_index, "source": origin.source,
                 "row_in_file": origin.source_row + row - origin.chunk_row}
 

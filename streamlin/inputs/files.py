@@ -16,7 +16,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from streamlin.errors import InputError
+from streamlin.errors import InputError, MissingFeatureError
 
 CSV_BLOCK_BYTES = 8 << 20
 
@@ -48,10 +48,23 @@ def expand_paths(paths: str | os.PathLike | Sequence[str | os.PathLike], kind: s
     return sorted(found)
 
 
-def parquet_batches(path: str, batch_rows: int, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
+def check_columns(path: str, present: Sequence[str], columns: Sequence[str] | None, optional: Sequence[str]) -> None:
+    """Raise MissingFeatureError naming the file and its columns if a needed column is absent."""
+    if columns is None:
+        return
+    missing = [c for c in columns if c not in present and c not in optional]
+    if missing:
+        raise MissingFeatureError(
+            f"{path}: feature {missing[0]!r}, read by the feature columns, is missing; the file has"
+            f" {', '.join(repr(n) for n in present) or 'no columns'}. Rename it in the data or change the column's key.")
+
+
+def parquet_batches(path: str, batch_rows: int, columns: Sequence[str] | None,
+                    optional: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
     try:
         parquet = pq.ParquetFile(path, pre_buffer=False)
         names = set(parquet.schema_arrow.names)
+        check_columns(path, parquet.schema_arrow.names, columns, optional)
         wanted = [c for c in columns if c in names] if columns is not None else None
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=True):
             yield batch
@@ -59,7 +72,7 @@ def parquet_batches(path: str, batch_rows: int, columns: Sequence[str] | None) -
         raise InputError(f"{path}: cannot be read as Parquet ({exc}). The file may be truncated or not Parquet.") from None
 
 
-def arrow_batches(path: str, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
+def arrow_batches(path: str, columns: Sequence[str] | None, optional: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
     try:
         source = pa.memory_map(path, "r")
         try:
@@ -70,15 +83,16 @@ def arrow_batches(path: str, columns: Sequence[str] | None) -> Iterator[pa.Recor
             batches = iter(ipc.open_stream(source))
         for batch in batches:
             if columns is not None:
-                keep = [c for c in columns if c in batch.schema.names]
-                batch = batch.select(keep)
+                check_columns(path, batch.schema.names, columns, optional)
+                batch = batch.select([c for c in columns if c in batch.schema.names])
             yield batch
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise InputError(f"{path}: cannot be read as an Arrow IPC file or stream ({exc}).") from None
 
 
 def csv_batches(path: str, columns: Sequence[str] | None, column_names: Sequence[str] | None,
-                column_types: dict | None, delimiter: str, header: bool) -> Iterator[pa.RecordBatch]:
+                column_types: dict | None, delimiter: str, header: bool,
+                optional: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
     read_options = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, column_names=list(column_names) if column_names else None,
                                       autogenerate_column_names=False, skip_rows=1 if (header and column_names) else 0)
     types = {name: pa.type_for_alias(t) if isinstance(t, str) else t for name, t in (column_types or {}).items()}
@@ -87,6 +101,7 @@ def csv_batches(path: str, columns: Sequence[str] | None, column_names: Sequence
     try:
         reader = pacsv.open_csv(path, read_options=read_options,
                                 parse_options=pacsv.ParseOptions(delimiter=delimiter), convert_options=convert)
+        check_columns(path, reader.schema.names, columns, optional)
         for batch in reader:
             if columns is not None:
                 batch = batch.select([c for c in columns if c in batch.schema.names])
