@@ -151,13 +151,13 @@ class LinearClassifier:
         return load_tf_state(path, self._layout, self._head, self._optimizer)
 
     def _load_checkpoint(self, checkpoint_path: Any) -> tuple[str, model_state.ModelState]:
-        """(path, state) of a streamlin snapshot (path, model_dir or step) or a TF checkpoint."""
+        """(path, state with weights only) of a streamlin snapshot (path, model_dir or step) or a TF checkpoint."""
         from streamlin.tf_import import is_tf_checkpoint
 
         if is_tf_checkpoint(checkpoint_path):
             return str(checkpoint_path), self._load_tf_state(checkpoint_path)
         path = store.resolve(self._model_dir, checkpoint_path)
-        return path, self._restore(path)
+        return path, model_state.restore(path, self._layout, self._head, self._optimizer, weights_only=True)
 
     def _initial_state(self) -> model_state.ModelState:
         """The latest checkpoint; else a warm start; else zeros."""

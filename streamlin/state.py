@@ -126,11 +126,16 @@ def state_from_arrays(arrays: Mapping[str, np.ndarray], global_step: int, layout
     return state
 
 
-def restore(path: str, layout: Layout, head: Head, optimizer) -> ModelState:
-    """Load a streamlin snapshot into a new state (see :func:`state_from_arrays`)."""
-    arrays, attrs = store.load_snapshot(path)
+def restore(path: str, layout: Layout, head: Head, optimizer, weights_only: bool = False) -> ModelState:
+    """Load a streamlin snapshot into a new state (see :func:`state_from_arrays`).
+
+    ``weights_only`` skips the optimizer slots (they keep their initial values): enough to
+    evaluate, predict or export, at a third of the reading.
+    """
+    names = [name for name, _, _ in layout.variables()] if weights_only else None
+    arrays, attrs = store.load_snapshot(path, names=names)
     step = attrs.get("step", arrays.get(GLOBAL_STEP, 0))
-    state = state_from_arrays(arrays, int(step), layout, head, optimizer, path)
+    state = state_from_arrays(arrays, int(step), layout, head, optimizer, path, missing_slots_ok=weights_only)
     state.input_position = attrs.get("input_position")
     return state
 
