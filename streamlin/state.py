@@ -163,7 +163,8 @@ def warm_start(state: ModelState, layout: Layout, head: Head, optimizer, setting
         raise ConfigError(f"warm_start_from must be a path or WarmStartSettings; found {settings!r}.")
     from streamlin.tf_import import is_tf_checkpoint, read_tf_variables  # the TF reader sits beside state
 
-    if is_tf_checkpoint(settings.ckpt_to_initialize_from):
+    from_tf = is_tf_checkpoint(settings.ckpt_to_initialize_from)
+    if from_tf:
         arrays, _, source = read_tf_variables(settings.ckpt_to_initialize_from)
     else:
         source = store.resolve(None, settings.ckpt_to_initialize_from)
@@ -192,6 +193,8 @@ def warm_start(state: ModelState, layout: Layout, head: Head, optimizer, setting
         old_base = previous.get(base, base)
         old_name = optimizer.slot_variable(old_base, slot_suffix) if slot_suffix else old_base
         if old_name not in arrays:
+            if slot_suffix and from_tf and not any(n.startswith(f"training/{optimizer.name}/") for n in arrays):
+                continue  # a TF checkpoint saved without this optimizer's slots: they keep their initial values
             raise CheckpointError(
                 f"warm start: {source} has no variable {old_name!r} (for {name!r}). Map names with"
                 " var_name_to_prev_var_name, or narrow vars_to_warm_start.")
