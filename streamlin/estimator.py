@@ -176,9 +176,10 @@ class LinearClassifier:
         return path
 
     # -- the feature stage (runs in the read-ahead thread) ---------------------------------------
-    def _needed_columns(self) -> list[str]:
+    def _needed_columns(self, need_labels: bool = True) -> list[str]:
+        """Feature keys to read; the weight column only where labels are (train, evaluate)."""
         keys = list(self._layout.feature_keys)
-        if self._weight_column:
+        if self._weight_column and need_labels:
             keys.append(self._weight_column)
         return keys
 
@@ -208,7 +209,7 @@ class LinearClassifier:
                     f"{chunk.locate(0)}: the input gives no labels; train and evaluate need them (label_key, or"
                     " (features, labels) pairs from input_fn).")
             labels = self._head.encode_labels(chunk.labels, chunk.locate, chunk.label_key or "label")
-        weights = self._example_weights(chunk)
+        weights = self._example_weights(chunk) if need_labels else np.ones(chunk.n_rows, dtype=np.float32)
         return _Prepared(chunk, rows, labels, weights)
 
     def _example_weights(self, chunk: Chunk) -> np.ndarray:
@@ -231,7 +232,7 @@ class LinearClassifier:
 
     def _prepared_chunks(self, input_fn: Callable, need_labels: bool, start: dict | None = None,
                          bad_rows: "_BadRows | None" = None) -> Iterator[_Prepared]:
-        chunks = iter_chunks(input_fn, self._needed_columns(), self._config.chunk_rows, start)
+        chunks = iter_chunks(input_fn, self._needed_columns(need_labels), self._config.chunk_rows, start)
         prepared = read_ahead(chunks, lambda chunk: self._prepare(chunk, need_labels, bad_rows))
         return (p for p in prepared if p is not None)
 

@@ -64,20 +64,34 @@ import dataclasses
 import math
 import os
 import re
-import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pyarrow as pa
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
+    try:
+        import tomli as tomllib  # type: ignore[no-redef]
+    except ModuleNotFoundError:
+        tomllib = None  # type: ignore[assignment]
 
 from streamlin import feature_column as fc
 from streamlin.config import RunConfig
 from streamlin.errors import ConfigError
-from streamlin.feature_column.columns import (BucketizedColumn, CrossedColumn, HashedCategoricalColumn,
-                                              IdentityCategoricalColumn, NumericColumn,
-                                              VocabularyFileCategoricalColumn, VocabularyListCategoricalColumn,
-                                              WeightedCategoricalColumn)
+from streamlin.feature_column.columns import (
+    BucketizedColumn,
+    CrossedColumn,
+    HashedCategoricalColumn,
+    IdentityCategoricalColumn,
+    NumericColumn,
+    VocabularyFileCategoricalColumn,
+    VocabularyListCategoricalColumn,
+    WeightedCategoricalColumn,
+)
 from streamlin.heads import Head
 from streamlin.optimizers import SGD, Adagrad, Ftrl, optimizer_from_config
 from streamlin.optimizers.schedules import ExponentialDecay
@@ -735,7 +749,8 @@ class _Reader:
     def spec(self, doc: dict, text: str | None, path: str | None) -> Spec:
         self.check_keys(doc, _TOP_KEYS, "top level")
         where = "top level"
-        label_key = self.get(doc, "label_key", (str,), where, required=True, what="the label column's name")
+        label_key = self.get(doc, "label_key", (str,), where, required=True,
+                             what="a string (the label column's name)")
         weight_column = self.get(doc, "weight_column", (str,), where)
         if weight_column is not None and weight_column == label_key:
             raise self.error(where, f"weight_column and label_key are both {label_key!r}; they must differ.")
@@ -825,6 +840,15 @@ def _show(value: Any) -> str:
     return f"{kind} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
+def _parse(text: str, source: str) -> dict:
+    if tomllib is None:
+        raise ConfigError("reading a TOML spec needs Python 3.11 or later (tomllib), or `pip install tomli`.")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}.") from None
+
+
 def loads(text: str, *, root: str | os.PathLike | None = None, source: str = "<spec>") -> Spec:
     """Parse spec TOML ``text``; vocabulary files are relative to ``root`` (default: the working folder).
 
@@ -833,10 +857,7 @@ def loads(text: str, *, root: str | os.PathLike | None = None, source: str = "<s
     ConfigError
         The TOML is malformed, or a key is unknown, missing or invalid (the message names it).
     """
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML: {exc}.") from None
+    doc = _parse(text, source)
     return _Reader(source, Path(root) if root is not None else Path.cwd()).spec(doc, text, None)
 
 
@@ -858,10 +879,7 @@ def load(path: str | os.PathLike) -> Spec:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text ({exc}).") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}.") from None
+    doc = _parse(text, str(path))
     spec = _Reader(str(path), path.resolve().parent).spec(doc, text, str(path))
     return spec
 
@@ -1117,5 +1135,366 @@ def dumps(doc: Mapping, header: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------------------------
+# a starter spec from data (`streamlin init`)
+# ------------------------------------------------------------------------------------------------
+VOCABULARY_LIST_MAX = 50           # distinct strings up to this: a vocabulary list, else a hash bucket
+HASH_BUCKETS_MAX = 2**22
+LABEL_CLASSES_MAX = 1000
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(int(n) - 1, 1).bit_length()
+
+
+def hash_bucket_size_for(distinct: int) -> int:
+    """A starter hash_bucket_size: the power of two >= 4 x distinct values, at most 2**22."""
+    return min(max(_next_pow2(4 * max(distinct, 1)), 16), HASH_BUCKETS_MAX)
+
+
+def _quantile_boundaries(values, count: int = 10) -> list:
+    import numpy as np
+
+    qs = list(np.quantile(values, np.linspace(0, 1, count + 1)[1:-1], method="higher"))
+    uniques, counts = np.unique(values, return_counts=True)
+    mode = uniques[np.argmax(counts)]
+    if len(set(qs)) < 3 and len(uniques) > 3:  # one value dominates (zeros): split the others at their deciles
+        rest = values[values != mode]
+        qs = sorted(set(qs) | set(np.quantile(rest, np.linspace(0, 1, count + 1)[1:-1], method="higher").tolist())
+                    | {float(np.min(values[values > mode])) if np.any(values > mode) else float(mode)})
+    out: list = []
+    for q in qs:
+        value = float(q)
+        if np.issubdtype(values.dtype, np.integer) or value.is_integer():
+            value = int(round(value)) if abs(value) < 2**53 else value
+        else:
+            value = float(f"{value:.4g}")
+        if value not in out and value > float(values.min()):
+            out.append(value)
+    return out
+
+
+def _sample(paths: Any, options: InputOptions, rows: int) -> tuple[pa.RecordBatch, list[str], int | None]:
+    """Up to ``rows`` rows of ``paths`` (all columns), the files, and the total row count if known."""
+    probe = Spec(None, (), batch_size=rows, input=options)
+    fn = probe.input_fn(paths, for_training=False, batch_size=rows, label_key=None)
+    kind, files = probe.files(paths)
+    total = None
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        except (pa.ArrowInvalid, OSError):
+            total = None
+    for chunk in fn.chunks(columns=None, chunk_rows=rows):
+        batch = chunk.features
+        if kind == "csv":
+            batch = _keep_leading_zeros(batch, paths, options, rows)
+        return batch, files, total
+    raise ConfigError(f"{files[0]}: the data has no rows; init needs a sample to infer column kinds.")
+
+
+def _keep_leading_zeros(batch: pa.RecordBatch, paths: Any, options: InputOptions, rows: int) -> pa.RecordBatch:
+    """CSV columns read as numbers whose text has leading zeros ("00123": zip codes, ids) as strings."""
+    import pyarrow.compute as pc
+
+    numeric = [n for n in batch.schema.names if pa.types.is_integer(batch.schema.field(n).type)]
+    if not numeric:
+        return batch
+    types = {**dict(options.column_types), **{n: "string" for n in numeric if n not in options.column_types}}
+    probe = Spec(None, (), batch_size=rows, input=dataclasses.replace(options, column_types=types))
+    text = next(iter(probe.input_fn(paths, for_training=False, batch_size=rows, label_key=None)
+                     .chunks(columns=numeric, chunk_rows=rows))).features
+    for name in numeric:
+        if name in options.column_types:
+            continue
+        raw = text.column(name)
+        if pc.any(pc.match_substring_regex(raw, r"^[+-]?0[0-9]")).as_py():
+            index = batch.schema.get_field_index(name)
+            batch = batch.set_column(index, pa.field(name, pa.string()), raw.slice(0, batch.num_rows))
+    return batch
+
+
+def infer(paths: Any, label_key: str, weight_column: str | None = None, *, sample_rows: int = 100_000,
+          options: InputOptions | None = None, source: str | None = None) -> str:
+    """A starter spec (TOML text) inferred from the schema and a sample of the data at ``paths``.
+
+    Strings with at most 50 distinct values become vocabulary lists (with one OOV bucket), others
+    hash buckets of a power of two >= 4 x the distinct count (at most 2**22). Integers with at most
+    50 distinct values become identity columns when they are small codes, else vocabulary lists;
+    other numbers become numeric columns, bucketized at the sample's deciles when their range is
+    wide (a raw large number makes a linear model ill-conditioned). Empty numbers get a
+    ``default_value``. A string label gets a ``label_vocabulary``. Columns that are unique per row
+    (identifiers), constant, or a copy of the label are left out, with the reason in a comment.
+
+    Raises
+    ------
+    ConfigError
+        The label or weight column is missing or unusable.
+    InputError
+        The data cannot be read.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    options = options or InputOptions()
+    batch, files, total = _sample(paths, options, sample_rows)
+    names = batch.schema.names
+    for role, name in (("--label-key", label_key), ("--weight-column", weight_column)):
+        if name is not None and name not in names:
+            raise ConfigError(f"{files[0]}: {role} column {name!r} is missing; the data has {', '.join(map(repr, names))}.")
+    n = batch.num_rows
+    doc: dict[str, Any] = {"label_key": label_key}
+    label = _decoded(batch.column(label_key))
+    label_comment, label_fields, label_codes = _infer_label(label, label_key, files[0])
+    if weight_column is not None:
+        weights = batch.column(weight_column)
+        if not (pa.types.is_integer(weights.type) or pa.types.is_floating(weights.type)):
+            raise ConfigError(f"{files[0]}: --weight-column {weight_column!r} must hold numbers; found {weights.type}.")
+        doc["weight_column"] = weight_column
+    doc.update(label_fields)
+    doc["batch_size"] = 256
+    doc["num_epochs"] = 1
+    doc["loss_reduction"] = "sum_over_batch_size"
+    doc["sparse_combiner"] = "sum"
+    kind, _ = Spec(None, (), input=options).files(files[:1])
+    columns: list[dict] = []
+    left_out: list[str] = []
+    string_columns: list[str] = []
+    for name in names:
+        if name in (label_key, weight_column):
+            continue
+        array = _decoded(batch.column(name))
+        t = array.type
+        valid = array.drop_null() if array.null_count else array
+        if _is_string(t):
+            string_columns.append(name)
+            present = valid.filter(pc.not_equal(valid, "")) if len(valid) else valid
+            counts = pc.value_counts(present) if len(present) else None
+            distinct = len(counts) if counts is not None else 0
+            empty = n - len(present)
+            if distinct == 0:
+                left_out.append(f"{name}: empty in the sample")
+                continue
+            if distinct == 1 and empty == 0:
+                left_out.append(f"{name}: one value ({counts[0]['values'].as_py()!r}) in every sampled row")
+                continue
+            if n >= 1000 and distinct >= 0.9 * len(present):
+                left_out.append(f"{name}: {distinct:,} distinct values in {len(present):,} rows, an identifier?"
+                                " (add a hash_bucket column if it is a real feature)")
+                continue
+            if distinct <= VOCABULARY_LIST_MAX and _copies_label(present, label_codes, valid_mask=_present_mask(array)):
+                left_out.append(f"{name}: determines the label exactly in the sample (a copy of it?)")
+                continue
+            if distinct <= VOCABULARY_LIST_MAX:
+                order = sorted((-c["counts"].as_py(), c["values"].as_py()) for c in counts)
+                columns.append({"#": f"{distinct} distinct values in the sample, most frequent first",
+                                "type": "vocabulary_list", "key": name, "vocabulary_list": [v for _, v in order],
+                                "num_oov_buckets": 1})
+            else:
+                size = hash_bucket_size_for(distinct)
+                note = f"{distinct:,} distinct values in the sample; 2^{size.bit_length() - 1} buckets"
+                if total and total > n:
+                    note += " (more may appear beyond the sample: raise the size if so)"
+                columns.append({"#": note, "type": "hash_bucket", "key": name, "hash_bucket_size": size})
+            continue
+        if pa.types.is_boolean(t):
+            columns.append({"#": "true/false", "type": "numeric", "key": name,
+                            **({"default_value": 0.0} if array.null_count else {})})
+            continue
+        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+            values = pc.cast(valid, pa.float64()).to_numpy(zero_copy_only=False) if not pa.types.is_integer(t) \
+                else valid.to_numpy(zero_copy_only=False)
+            if pa.types.is_floating(t):
+                values = values[np.isfinite(values)]
+            empty = n - len(values)
+            if len(values) == 0:
+                left_out.append(f"{name}: empty in the sample")
+                continue
+            unique = np.unique(values)
+            if len(unique) == 1:
+                left_out.append(f"{name}: one value ({unique[0]!r}) in every sampled row")
+                continue
+            integral = pa.types.is_integer(t)
+            if integral and len(unique) <= VOCABULARY_LIST_MAX and _copies_label(valid, label_codes,
+                                                                                  valid_mask=_present_mask(array)):
+                left_out.append(f"{name}: determines the label exactly in the sample (a copy of it?)")
+                continue
+            if integral and n >= 1000 and len(unique) >= 0.9 * len(values) and np.all(np.diff(np.sort(values)) >= 1) \
+                    and (unique[-1] - unique[0]) < 1.5 * len(values):
+                left_out.append(f"{name}: unique consecutive integers per row, a row id?")
+                continue
+            default = {"default_value": 0.0} if empty else {}
+            empty_note = f"; {empty:,} empty values in the sample read as default_value" if empty else ""
+            if integral and len(unique) <= VOCABULARY_LIST_MAX and set(unique.tolist()) != {0, 1}:
+                low, high = int(unique[0]), int(unique[-1])
+                if low >= 0 and high < max(2 * len(unique), 16) and not empty:
+                    columns.append({"#": f"integer codes {low}..{high} ({len(unique)} distinct); ids outside"
+                                         f" [0, {high + 1}) raise: set default_value to map them",
+                                    "type": "identity", "key": name, "num_buckets": high + 1})
+                else:
+                    columns.append({"#": f"{len(unique)} distinct integers in the sample{empty_note}",
+                                    "type": "vocabulary_list", "key": name,
+                                    "vocabulary_list": [int(v) for v in unique], "num_oov_buckets": 1})
+                continue
+            wide = float(np.max(np.abs(values))) > 10.0 and len(unique) > 2
+            if wide:
+                boundaries = _quantile_boundaries(values)
+                if boundaries:
+                    columns.append({"#": f"{len(unique):,} distinct values from {_num(unique[0])} to {_num(unique[-1])};"
+                                         f" boundaries at the sample's deciles{empty_note}",
+                                    "type": "bucketized", "key": name, **default, "boundaries": boundaries})
+                    continue
+            columns.append({"#": f"values from {_num(unique[0])} to {_num(unique[-1])}{empty_note}",
+                            "type": "numeric", "key": name, **default})
+            continue
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            inner = t.value_type
+            flat = pc.list_flatten(valid) if len(valid) else pa.array([], inner)
+            if _is_string(inner) or pa.types.is_integer(inner):
+                distinct = len(pc.unique(flat)) if len(flat) else 0
+                size = hash_bucket_size_for(distinct)
+                columns.append({"#": f"a list of values per row ({distinct:,} distinct in the sample)",
+                                "type": "hash_bucket", "key": name, "hash_bucket_size": size,
+                                **({} if _is_string(inner) else {"dtype": "int64"})})
+                continue
+        if pa.types.is_fixed_size_list(t) and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
+            columns.append({"#": f"{t.list_size} numbers per row", "type": "numeric", "key": name,
+                            "shape": [t.list_size]})
+            continue
+        left_out.append(f"{name}: type {t} is not a feature type (convert it to a number or a string)")
+    if not columns:
+        raise ConfigError(f"{files[0]}: no column besides the label could become a feature; the data has"
+                          f" {', '.join(map(repr, names))}.")
+    if kind == "csv":
+        input_table: dict[str, Any] = {"#": "string columns stay strings even where a file holds only digits"}
+        if options.delimiter:
+            input_table["delimiter"] = options.delimiter
+        if string_columns:
+            input_table["column_types"] = {c: "string" for c in string_columns}
+        if label_fields.get("label_vocabulary"):
+            input_table.setdefault("column_types", {})[label_key] = "string"
+        doc["input"] = input_table
+    doc["optimizer"] = {"#": "FTRL as TF's LinearClassifier; l1 > 0 keeps unused buckets at exactly zero",
+                        "type": "Ftrl", "learning_rate": 0.1, "l1_regularization_strength": 0.001,
+                        "l2_regularization_strength": 0.0}
+    doc["checkpoints"] = {"#": "a snapshot every 10 minutes (TF's default) and at the end of each train",
+                          "save_checkpoints_secs": 600, "keep_checkpoint_max": 5, "log_step_count_steps": 100}
+    doc["columns"] = columns
+    sampled = f"{n:,} rows" + (f" of {total:,}" if total and total > n else "")
+    where = source or (files[0] if len(files) == 1 else f"{len(files)} files such as {files[0]}")
+    header = [f"streamlin model spec, written by `streamlin init` from {where} ({sampled} sampled).",
+              "Edit it, then train:  streamlin train DATA --spec THIS_FILE --model-dir runs/model",
+              f"label {label_key!r}: {label_comment}"]
+    if left_out:
+        header.append("left out:")
+        header.extend(f"  {line}" for line in left_out)
+    text = dumps(doc, "\n".join(header))
+    text += _EXAMPLES
+    loads(text, root=Path(files[0]).parent, source="the inferred spec")  # what init writes must load
+    return text
+
+
+_EXAMPLES = """
+# More column kinds (see streamlin/spec.py):
+# [[columns]]
+# type = "crossed"                       # TF's crossed_column: raw keys and/or columns above
+# keys = [{ column = "age_bucketized" }, "education"]
+# hash_bucket_size = 10000
+#
+# [[columns]]
+# type = "vocabulary_file"               # one entry per line, relative to this file's folder
+# key = "country"
+# vocabulary_file = "vocab/country.txt"
+# num_oov_buckets = 1
+#
+# [[columns]]
+# type = "weighted"                      # ids weighted by another feature
+# categorical = { type = "identity", key = "item", num_buckets = 1000 }
+# weight_feature_key = "item_weight"
+"""
+
+
+def _num(value: Any) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _decoded(array: Any) -> pa.Array:
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    return array
+
+
+def _present_mask(array: pa.Array):
+    import numpy as np
+
+    if not array.null_count:
+        return None
+    return np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _copies_label(values: pa.Array, label_codes, valid_mask=None) -> bool:
+    """True when each value maps to one label and each label to one value (a relabelled label)."""
+    if label_codes is None:
+        return False
+    codes = label_codes if valid_mask is None else label_codes[valid_mask]
+    if len(values) != len(codes) or len(values) < 20:
+        return False
+    pairs = set(zip(values.to_pylist(), codes.tolist()))
+    firsts = {a for a, _ in pairs}
+    seconds = {b for _, b in pairs}
+    return len(pairs) == len(firsts) == len(seconds) and len(firsts) > 1
+
+
+def _infer_label(label: pa.Array, label_key: str, source: str) -> tuple[str, dict, Any]:
+    """(comment, spec fields, per-row codes or None) for the label column."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if label.null_count:
+        raise ConfigError(f"{source}: label column {label_key!r} has {label.null_count:,} empty values in the sample;"
+                          " drop or fill those rows first.")
+    t = label.type
+    if _is_string(t):
+        values = sorted(v for v in pc.unique(label).to_pylist())
+        if len(values) < 2:
+            raise ConfigError(f"{source}: label {label_key!r} has a single value {values!r} in the sample; a"
+                              " classifier needs two classes or more.")
+        if len(values) > LABEL_CLASSES_MAX:
+            raise ConfigError(f"{source}: label {label_key!r} has {len(values):,} distinct strings; is it the right"
+                              " column?")
+        codes = np.asarray(pc.index_in(label, value_set=pa.array(values, type=label.type)).to_numpy(zero_copy_only=False))
+        comment = (f"strings; class 1 (positive) is {values[1]!r}" if len(values) == 2
+                   else f"{len(values)} classes (strings)")
+        return comment, {"n_classes": len(values), "label_vocabulary": values}, codes
+    if pa.types.is_boolean(t):
+        return "true/false", {"n_classes": 2}, np.asarray(label.to_numpy(zero_copy_only=False), dtype=np.int64)
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        values = pc.cast(label, pa.float64()).to_numpy(zero_copy_only=False)
+        if not np.all(np.isfinite(values)):
+            raise ConfigError(f"{source}: label {label_key!r} holds NaN or infinite values.")
+        if np.all(values == np.floor(values)):
+            low, high = values.min(), values.max()
+            if low < 0 or high >= LABEL_CLASSES_MAX:
+                raise ConfigError(f"{source}: label {label_key!r} holds integers from {low:g} to {high:g}; labels must be"
+                                  " class ids 0..n-1 (or strings with a label_vocabulary). Map them first.")
+            n_classes = max(int(high) + 1, 2)
+            comment = "0/1" if n_classes == 2 else f"class ids 0..{n_classes - 1}"
+            return comment, {"n_classes": n_classes}, values.astype(np.int64)
+        if values.min() >= 0 and values.max() <= 1:
+            return "probabilities in [0, 1] (soft binary labels)", {"n_classes": 2}, None
+        raise ConfigError(f"{source}: label {label_key!r} holds real numbers outside [0, 1]; a classifier needs class"
+                          " ids or strings. (Regression is not supported.)")
+    raise ConfigError(f"{source}: label {label_key!r} has type {t}; use integers, booleans or strings.")
+
+
 __all__ = ["Spec", "InputOptions", "load", "loads", "from_model_dir", "from_snapshot", "column_table",
-           "optimizer_table", "dumps", "toml_value", "check_size", "SPEC_FILE"]
+           "optimizer_table", "dumps", "toml_value", "check_size", "infer", "hash_bucket_size_for", "SPEC_FILE"]
