@@ -20,7 +20,7 @@ import zarr
 
 from streamlin import __version__
 from streamlin._arrow import as_record_batch
-from streamlin.checkpoint.store import _fsync_tree
+from streamlin.checkpoint.store import _fsync_tree, verify_manifest, write_manifest
 from streamlin.errors import CheckpointError, ConfigError
 from streamlin.feature_column.columns import NumericColumn
 from streamlin.feature_column.layout import BIAS_VARIABLE, Layout
@@ -74,6 +74,7 @@ def write_export(export_dir_base: str | os.PathLike, layout: Layout, head: Head,
         array[...] = value
     group.attrs.update(description)
     (tmp / "streamlin_export.json").write_text(json.dumps(description, indent=1), encoding="utf-8")
+    write_manifest(tmp)
     _fsync_tree(tmp)
     os.rename(tmp, final)
     return str(final)
@@ -84,6 +85,7 @@ class ExportedModel:
 
     def __init__(self, path: str | os.PathLike):
         self.path = str(path)
+        verify_manifest(Path(self.path))
         try:
             group = zarr.open_group(os.path.join(self.path, "model.zarr"), mode="r")
             description = dict(group.attrs)
@@ -100,7 +102,11 @@ class ExportedModel:
         self.global_step = description["global_step"]
         self.table = np.zeros((self.layout.n_slots, 1, self.head.units), dtype=np.float32)
         for name, begin, end in self.layout.variables():
-            value = np.asarray(group[name][...], dtype=np.float32)
+            try:
+                value = np.asarray(group[name][...], dtype=np.float32)
+            except Exception as exc:  # zarr/codec errors of a damaged file
+                raise CheckpointError(f"{path}: variable {name!r} cannot be read ({type(exc).__name__}: {exc});"
+                                      " the export is damaged.") from None
             if name == BIAS_VARIABLE:
                 self.table[begin, 0] = value
             else:

@@ -31,6 +31,7 @@ import shutil
 import sys
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -112,6 +113,57 @@ def _write_json_atomic(path: Path, payload: Any) -> None:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+MANIFEST_FILE = "streamlin_manifest.json"
+
+
+def write_manifest(root: Path, fsync: bool = False) -> None:
+    """Record every file under ``root`` with its size and CRC32, so damage is detected on load."""
+    files = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = Path(directory) / name
+            data = path.read_bytes()
+            files[path.relative_to(root).as_posix()] = [len(data), zlib.crc32(data)]
+    with open(root / MANIFEST_FILE, "w", encoding="utf-8") as handle:
+        json.dump({"format": "streamlin-manifest-1", "files": files}, handle)
+        handle.flush()
+        if fsync:
+            os.fsync(handle.fileno())
+
+
+def verify_manifest(root: Path, variables: Iterable[str] | None = None) -> None:
+    """Check the files of ``variables`` (default: all) against the manifest, if there is one.
+
+    Raises
+    ------
+    CheckpointError
+        A listed file is missing, truncated or has another checksum; the message names it.
+    """
+    path = root / MANIFEST_FILE
+    if not path.is_file():
+        return  # written before manifests existed
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        entries = [(str(relative), int(size), int(crc)) for relative, (size, crc) in files.items()]
+        if any(".." in Path(relative).parts or Path(relative).is_absolute() for relative, _, _ in entries):
+            raise ValueError("a listed path leaves the snapshot")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path} is damaged ({exc}); the snapshot cannot be trusted.") from None
+    prefixes = None if variables is None else tuple(f"{name}/" for name in variables)
+    for relative, size, crc in entries:
+        if prefixes is not None and "/" in relative and not relative.startswith(prefixes) and relative != "zarr.json":
+            continue
+        file = root / relative
+        try:
+            data = file.read_bytes()
+        except OSError:
+            raise CheckpointError(f"{root}: file {relative} is missing; the snapshot is damaged."
+                                  " Evaluate or resume from another snapshot (streamlin.checkpoints.list).") from None
+        if len(data) != size or zlib.crc32(data) != crc:
+            raise CheckpointError(f"{root}: file {relative} is damaged (size or checksum differs from when it was"
+                                  " written). Evaluate or resume from another snapshot (streamlin.checkpoints.list).")
 
 
 def _chunk_rows(value: np.ndarray) -> int:
@@ -268,6 +320,7 @@ def write_snapshot(
         root.mkdir(parents=True, exist_ok=True)
         fs_fd = _open_syncfs_handle(root)
         size = _write_group(tmp, arrays, attrs, fsync=fs_fd is None)
+        write_manifest(tmp, fsync=fs_fd is None)
         if fs_fd is not None:
             _syncfs(fs_fd)  # every file and directory under tmp, in one call
         else:
@@ -453,7 +506,10 @@ def load_snapshot(
         raise CheckpointError(f"{path} does not exist or is not a streamlin snapshot (no zarr.json).")
     try:
         with _reading(Path(path)):
+            verify_manifest(Path(path), names)
             arrays, attrs = _zarr_sync(_read_group(str(path), names))
+    except CheckpointError:
+        raise
     except KeyError as exc:
         raise CheckpointError(
             f"{path} lacks variable {exc}; the snapshot is damaged or from another model."
