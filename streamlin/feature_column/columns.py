@@ -144,10 +144,10 @@ class BucketizedColumn:
             raise ConfigError(
                 f"bucketized_column({self.source_column.key!r}): boundaries must be numbers;"
                 f" found {self.boundaries!r}.") from None
-        if not bounds or list(bounds) != sorted(bounds) or any(math.isnan(b) for b in bounds):
+        if not bounds or any(math.isnan(b) for b in bounds) or any(a >= b for a, b in zip(bounds, bounds[1:])):
             raise ConfigError(
-                f"bucketized_column({self.source_column.key!r}): boundaries must be a sorted,"
-                f" non-empty list of numbers; found {list(self.boundaries)!r}.")
+                f"bucketized_column({self.source_column.key!r}): boundaries must be a sorted list of"
+                f" distinct numbers (as TF requires); found {list(self.boundaries)!r}.")
         object.__setattr__(self, "boundaries", bounds)
 
     @property
