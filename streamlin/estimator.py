@@ -241,7 +241,7 @@ class LinearClassifier:
         if not self._config.resume_input or not isinstance(input_fn, StreamingInputFn):
             return None
         position = state.input_position
-        if not position:
+        if not position or "distributed" in position:  # a distributed run's plan is its driver's business
             return None
         if position.get("identity") != _jsonable(input_fn.identity()):
             log.warning("resume_input: the input differs from the one the latest checkpoint recorded; reading from the start")

@@ -18,8 +18,8 @@ from streamlin.errors import ConfigError
 from streamlin.feature_column.columns import ALL_COLUMNS, HashedCategoricalColumn, NumericColumn
 from streamlin.feature_column.transform import Locate, _default_locate, categorical_ids, numeric_values
 from streamlin.hashing import arrow_string_buffers
-from streamlin.kernels.sparse import (COMBINER_MEAN, COMBINER_SQRTN, COMBINER_SUM, place_column, place_dense,
-                                      place_hashed_strings)
+from streamlin.kernels.sparse import (COMBINER_MEAN, COMBINER_SQRTN, COMBINER_SUM, interleave_rows, place_column,
+                                      place_dense, place_hashed_strings)
 
 COMBINERS = {"sum": COMBINER_SUM, "mean": COMBINER_MEAN, "sqrtn": COMBINER_SQRTN}
 VARIABLE_PREFIX = "linear/linear_model/"
@@ -54,10 +54,12 @@ def _dense_strings(column, batch: pa.RecordBatch) -> _DenseStrings | None:
 
 
 class SparseRows(NamedTuple):
-    """A batch as entries of the flat table, column-major per row.
+    """A batch as entries of the flat table.
 
-    col_indptr int64 (n_columns, n_rows + 1): column c of row r owns entries
-    ``col_indptr[c, r]:col_indptr[c, r + 1]``; slots int64 (nnz,); values float32 (nnz,).
+    col_indptr int64 (n_groups, n_rows + 1): group g of row r owns entries
+    ``col_indptr[g, r]:col_indptr[g, r + 1]``; slots int64 (nnz,); values float32 (nnz,).
+    ``Layout.sparse_rows`` gives one group (row-major CSR: each row's entries contiguous, which
+    the learn kernel streams fastest); the kernels accept any number of groups.
     """
 
     col_indptr: np.ndarray
@@ -156,4 +158,8 @@ class Layout:
                 has_weights = part.weights is not None
                 position = place_column(part.indptr, part.ids, part.weights if has_weights else empty_weights,
                                         has_weights, code, offset, True, col_indptr[c], slots, values, position)
-        return SparseRows(col_indptr, slots, values)
+        indptr = np.empty((1, n + 1), dtype=np.int64)
+        row_slots = np.empty(total, dtype=np.int64)
+        row_values = np.empty(total, dtype=np.float32)
+        interleave_rows(col_indptr, slots, values, indptr[0], row_slots, row_values)
+        return SparseRows(indptr, row_slots, row_values)

@@ -116,3 +116,24 @@ def place_hashed_strings(data, offsets, valid, has_valid, num_buckets, slot_offs
         pos += 1
     out_row_indptr[n_rows] = pos
     return pos
+
+
+@kernel()
+def interleave_rows(col_indptr, slots, values, out_indptr, out_slots, out_values):
+    """Reorder column-major entries row-major: row r's entries of every column, contiguous.
+
+    col_indptr int64 (n_columns, n_rows + 1); slots int64, values float32 (nnz,);
+    out_indptr int64 (n_rows + 1,); out_slots int64, out_values float32 (nnz,), written.
+    The learn kernels then read each row's entries in one stream instead of one per column.
+    """
+    n_columns = col_indptr.shape[0]
+    n_rows = col_indptr.shape[1] - 1
+    pos = 0
+    for row in range(n_rows):
+        out_indptr[row] = pos
+        for c in range(n_columns):
+            for k in range(col_indptr[c, row], col_indptr[c, row + 1]):
+                out_slots[pos] = slots[k]
+                out_values[pos] = values[k]
+                pos += 1
+    out_indptr[n_rows] = pos
