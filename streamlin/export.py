@@ -100,7 +100,8 @@ class ExportedModel:
         self.sparse_combiner = description["sparse_combiner"]
         self.signature = description["signature"]
         self.global_step = description["global_step"]
-        self.table = np.zeros((self.layout.n_slots, 1, self.head.units), dtype=np.float32)
+        self.table = np.empty((self.layout.n_slots, 1, self.head.units), dtype=np.float32)
+        self.table.fill(0.0)  # np.empty + fill gets huge pages; np.zeros does not
         for name, begin, end in self.layout.variables():
             try:
                 value = np.asarray(group[name][...], dtype=np.float32)

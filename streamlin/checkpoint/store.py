@@ -44,6 +44,7 @@ from zarr.core.sync import sync as _zarr_sync  # zarr's own event-loop runner (w
 from zarr.storage import MemoryStore
 
 from streamlin.errors import CheckpointError, ConfigError
+from streamlin.kernels.scan import chunks_with_data
 
 log = logging.getLogger("streamlin")
 
@@ -182,6 +183,11 @@ def _stored_regions(value: np.ndarray, fill: float, rows: int) -> list:
     bits = np.dtype(f"u{value.dtype.itemsize}")
     fill_bits = np.asarray(fill, dtype=value.dtype).view(bits)
     value_bits = value.view(bits)
+    n_chunks = -(-value.shape[0] // rows)
+    if value.ndim == 2 and value.dtype == np.float32:  # the weights and slots: a numba scan, early exit
+        found = np.zeros(n_chunks, dtype=np.bool_)
+        chunks_with_data(value_bits, np.uint32(fill_bits), rows, found)
+        return [slice(c * rows, (c + 1) * rows) for c in np.flatnonzero(found)]
     return [slice(start, start + rows) for start in range(0, value.shape[0], rows)
             if (value_bits[start:start + rows] != fill_bits).any()]
 
