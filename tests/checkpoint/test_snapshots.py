@@ -283,3 +283,20 @@ def test_leftover_temporary_snapshot_is_removed_and_never_listed(tmp_path):
     assert [s.step for s in sl.checkpoints.list(tmp_path)] == [0, 1]
     est.train(sl.inputs.numpy_input_fn(features, labels, batch_size=16), steps=1)
     assert not leftover.exists()
+
+
+def test_interrupted_train_saves_the_steps_it_finished(tmp_path):
+    """Ctrl-C (KeyboardInterrupt) between steps: the steps done so far are saved, then it re-raises."""
+    features, labels = _data()
+
+    class Interrupt:
+        def after_step(self, step, loss):
+            if step == 3:
+                raise KeyboardInterrupt
+
+    est = _estimator(tmp_path, OPTIMIZERS["ftrl"]())
+    with pytest.raises(KeyboardInterrupt):
+        est.train(sl.inputs.numpy_input_fn(features, labels, batch_size=16), hooks=[Interrupt()])
+    assert [s.step for s in sl.checkpoints.list(tmp_path)] == [0, 3]
+    est.train(sl.inputs.numpy_input_fn(features, labels, batch_size=16), steps=1)
+    assert est.get_variable_value("global_step") == 4
