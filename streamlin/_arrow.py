@@ -12,8 +12,42 @@ import pyarrow.compute as pc
 from streamlin.errors import InputError
 
 
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError, ValueError,
+                 OverflowError, UnicodeError)
+
+
 def as_arrow_array(value: Any, name: str) -> pa.Array:
-    """One feature as a pyarrow array: numpy (1-D, or 2-D as a fixed-size list), list, or Arrow."""
+    """One feature as a valid pyarrow array: numpy (1-D, or 2-D as a fixed-size list), list, or Arrow.
+
+    Arrays the caller built are fully validated (offsets included), so kernels never read out of
+    range; ``*_view`` string types become ``large_*``.
+
+    Raises
+    ------
+    InputError
+        The value cannot be converted, or the Arrow array is invalid.
+    """
+    try:
+        array = _convert(value, name)
+        if isinstance(value, (pa.Array, pa.ChunkedArray)):
+            array.validate(full=True)
+        return _without_views(array)
+    except InputError:
+        raise
+    except _ARROW_ERRORS as exc:
+        raise InputError(f"feature {name!r}: cannot be read as an array ({type(exc).__name__}: {exc}).") from None
+
+
+def _without_views(array: pa.Array) -> pa.Array:
+    t = array.type
+    if getattr(pa.types, "is_string_view", lambda _: False)(t):
+        return array.cast(pa.large_string())
+    if getattr(pa.types, "is_binary_view", lambda _: False)(t):
+        return array.cast(pa.large_binary())
+    return array
+
+
+def _convert(value: Any, name: str) -> pa.Array:
     if isinstance(value, pa.ChunkedArray):
         return value.combine_chunks()
     if isinstance(value, pa.Array):
@@ -29,19 +63,14 @@ def as_arrow_array(value: Any, name: str) -> pa.Array:
         if value.dtype == object:
             return pa.array(value.tolist())
         return pa.array(value)
-    try:
-        return pa.array(value)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-        raise InputError(f"feature {name!r}: cannot convert to an array ({exc}).") from None
+    return pa.array(value)
 
 
 def as_record_batch(features: Any) -> pa.RecordBatch:
     """A RecordBatch from a RecordBatch, Table, or mapping of name -> array-like."""
-    if isinstance(features, pa.RecordBatch):
-        return features
-    if isinstance(features, pa.Table):
-        return features.combine_chunks().to_batches()[0] if features.num_rows else pa.RecordBatch.from_pydict(
-            {n: pa.array([], type=t) for n, t in zip(features.column_names, features.schema.types)})
+    if isinstance(features, (pa.RecordBatch, pa.Table)):
+        arrays = {name: as_arrow_array(features.column(name), name) for name in features.schema.names}
+        return pa.RecordBatch.from_pydict(arrays) if arrays else pa.record_batch([])
     if isinstance(features, Mapping):
         arrays = {str(k): as_arrow_array(v, str(k)) for k, v in features.items()}
         lengths = {k: len(a) for k, a in arrays.items()}
@@ -77,7 +106,11 @@ def raw_feature(array: pa.Array) -> RawFeature:
         lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False)
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
-        return RawFeature(array.flatten(), indptr, dense=False)
+        values = array.flatten()
+        if (lengths < 0).any() or indptr[-1] != len(values):  # corrupt offsets must never reach a kernel
+            raise InputError(f"a list array's offsets are invalid ({int(indptr[-1])} values listed, {len(values)}"
+                             " present); the data is corrupt.")
+        return RawFeature(values, indptr, dense=False)
     return RawFeature(array, np.arange(n + 1, dtype=np.int64), dense=True)
 
 
@@ -103,15 +136,29 @@ def is_integer_type(t: pa.DataType) -> bool:
 
 
 def to_int64(values: pa.Array, null_as: int) -> np.ndarray:
-    """Integer values as int64, nulls replaced by ``null_as``."""
+    """Integer values as int64 (uint64 above int64's range wrap, as TF's int64 reading does), nulls
+    replaced by ``null_as``."""
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
-    if values.null_count:
-        values = pc.fill_null(values, null_as)
+    valid = valid_mask(values)
+    if valid is not None:
+        values = pc.fill_null(values, 0)
     out = values.to_numpy(zero_copy_only=False)
-    if out.dtype == np.uint64 and (out > np.iinfo(np.int64).max).any():
-        return out.view(np.int64)
-    return out.astype(np.int64, copy=False)
+    out = out.view(np.int64) if out.dtype == np.uint64 else out.astype(np.int64, copy=False)
+    if valid is not None:
+        out = np.where(valid, out, np.int64(null_as))
+    return out
+
+
+def to_float64(values: pa.Array) -> np.ndarray:
+    """Numeric values as float64 (ints beyond 2**53 rounded, as a float cast does), nulls as NaN."""
+    if pa.types.is_null(values.type):
+        return np.full(len(values), np.nan)
+    out = pc.cast(values, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    valid = valid_mask(values)
+    if valid is not None:
+        out = np.where(valid, out, np.nan)
+    return np.asarray(out, dtype=np.float64)
 
 
 def valid_mask(values: pa.Array) -> np.ndarray | None:

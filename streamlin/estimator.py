@@ -18,10 +18,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from streamlin import state as model_state
 from streamlin.checkpoint import store
+from streamlin._arrow import to_float64
 from streamlin.config import RunConfig, WarmStartSettings
 from streamlin.errors import CheckpointError, ConfigError, InputError, MissingFeatureError
 from streamlin.feature_column.columns import NumericColumn
@@ -197,11 +197,18 @@ class LinearClassifier:
                     return None
 
     def _prepare_rows(self, chunk: Chunk, need_labels: bool) -> _Prepared:
+        source = chunk.locate(0).rpartition(", row ")[0] or "input"
         try:
-            rows = self._layout.sparse_rows(chunk.features, self._sparse_combiner, chunk.locate)
+            return self._prepare_located(chunk, need_labels)
         except MissingFeatureError as exc:
-            source = chunk.locate(0).rpartition(", row ")[0] or "input"
             raise MissingFeatureError(f"{source}: {exc}") from None
+        except InputError as exc:  # messages without a row (a column's type) still name the file
+            if source in str(exc):
+                raise
+            raise InputError(f"{source}: {exc}", rows=exc.rows) from None
+
+    def _prepare_located(self, chunk: Chunk, need_labels: bool) -> _Prepared:
+        rows = self._layout.sparse_rows(chunk.features, self._sparse_combiner, chunk.locate)
         labels = None
         if need_labels:
             if chunk.labels is None:
@@ -219,10 +226,9 @@ class LinearClassifier:
         array = get_feature(chunk.features, self._weight_column, f"weight_column {self._weight_column!r}")
         if not (pa.types.is_floating(array.type) or pa.types.is_integer(array.type)):
             raise InputError(f"weight_column {self._weight_column!r} must hold numbers; found {array.type}.")
-        values = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
-        if array.null_count:
-            values = np.where(array.is_valid().to_numpy(zero_copy_only=False), values, np.nan)
-        bad = np.flatnonzero(~(values >= 0) | ~np.isfinite(values))
+        values = to_float64(array)
+        with np.errstate(over="ignore"):
+            bad = np.flatnonzero(~(values >= 0) | ~np.isfinite(values.astype(np.float32)))
         if bad.size:
             row = int(bad[0])
             raise InputError(

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import zarr
@@ -23,7 +23,7 @@ from streamlin._arrow import as_record_batch
 from streamlin.checkpoint.store import _fsync_tree, verify_manifest, write_manifest
 from streamlin.errors import CheckpointError, ConfigError
 from streamlin.feature_column.columns import NumericColumn
-from streamlin.feature_column.layout import BIAS_VARIABLE, Layout
+from streamlin.feature_column.layout import BIAS_VARIABLE, COMBINERS, Layout
 from streamlin.feature_column.serialize import column_from_config
 from streamlin.heads import Head
 from streamlin.kernels.sparse import add_logits
@@ -64,7 +64,7 @@ def write_export(export_dir_base: str | os.PathLike, layout: Layout, head: Head,
     tmp = base / f".tmp-{stamp}-{os.getpid()}"
     description = {"format": EXPORT_FORMAT, "streamlin_version": __version__, "global_step": state.global_step,
                    **spec, "signature": _signature(layout, spec.get("weight_column")),
-                   "variables": [name for name, _, _ in layout.variables()]}
+                   "variables": [name for name, _, _ in layout.variables()], "manifest": True}
     group = zarr.open_group(str(tmp / "model.zarr"), mode="w", zarr_format=3)
     for name, begin, end in layout.variables():
         value = state.weights[begin] if name == BIAS_VARIABLE else state.weights[begin:end]
@@ -83,9 +83,9 @@ def write_export(export_dir_base: str | os.PathLike, layout: Layout, head: Head,
 class ExportedModel:
     """A predictor loaded from an export: ``predict(features) -> dict`` of batch arrays."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, normalizers: Mapping[str, Any] | None = None):
         self.path = str(path)
-        verify_manifest(Path(self.path))
+        verify_manifest(Path(self.path), required=True)
         try:
             group = zarr.open_group(os.path.join(self.path, "model.zarr"), mode="r")
             description = dict(group.attrs)
@@ -93,21 +93,32 @@ class ExportedModel:
             raise CheckpointError(f"{path} is not a readable streamlin export ({type(exc).__name__}: {exc}).") from None
         if description.get("format") != EXPORT_FORMAT:
             raise CheckpointError(f"{path} is not a streamlin export (format {description.get('format')!r}).")
-        self.layout = Layout.build([column_from_config(c) for c in description["feature_columns"]])
-        head = description["head"]
-        self.head = Head(head["n_classes"], tuple(head["label_vocabulary"]) if head["label_vocabulary"] else None,
-                         head["loss_reduction"])
-        self.sparse_combiner = description["sparse_combiner"]
-        self.signature = description["signature"]
-        self.global_step = description["global_step"]
+        try:
+            self.layout = Layout.build([column_from_config(c, normalizers) for c in description["feature_columns"]])
+            head = description["head"]
+            self.head = Head(head["n_classes"], tuple(head["label_vocabulary"]) if head["label_vocabulary"] else None,
+                             head["loss_reduction"])
+            self.sparse_combiner = description["sparse_combiner"]
+            if self.sparse_combiner not in COMBINERS:
+                raise ValueError(f"sparse_combiner {self.sparse_combiner!r}")
+            self.signature = dict(description["signature"])
+            self.global_step = int(description["global_step"])
+        except ConfigError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{path}: the export's description is damaged ({type(exc).__name__}: {exc}).") from None
         self.table = np.empty((self.layout.n_slots, 1, self.head.units), dtype=np.float32)
         self.table.fill(0.0)  # np.empty + fill gets huge pages; np.zeros does not
         for name, begin, end in self.layout.variables():
+            expected = (self.head.units,) if name == BIAS_VARIABLE else (end - begin, self.head.units)
             try:
                 value = np.asarray(group[name][...], dtype=np.float32)
             except Exception as exc:  # zarr/codec errors of a damaged file
                 raise CheckpointError(f"{path}: variable {name!r} cannot be read ({type(exc).__name__}: {exc});"
                                       " the export is damaged.") from None
+            if value.shape != expected:
+                raise CheckpointError(f"{path}: variable {name!r} has shape {list(value.shape)}, expected"
+                                      f" {list(expected)}; the export is damaged.")
             if name == BIAS_VARIABLE:
                 self.table[begin, 0] = value
             else:
@@ -125,9 +136,13 @@ class ExportedModel:
         return self.head.predictions(logits)
 
 
-def load_exported(path: str | os.PathLike) -> ExportedModel:
-    """Load an export written by ``export_saved_model``."""
-    return ExportedModel(path)
+def load_exported(path: str | os.PathLike, normalizers: Mapping[str, Any] | None = None) -> ExportedModel:
+    """Load an export written by ``export_saved_model``; data only, nothing imported or executed.
+
+    ``normalizers`` maps the ``module:qualname`` a numeric column recorded to the function itself
+    (numpy ufuncs such as ``numpy:log1p`` resolve without it).
+    """
+    return ExportedModel(path, normalizers)
 
 
 def remove_export(path: str | os.PathLike) -> None:

@@ -109,6 +109,10 @@ def arrow_string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.nd
         data = np.empty(0, dtype=np.uint8)
     else:
         data = np.frombuffer(data_buf, dtype=np.uint8)
+    if n and (offsets[0] < 0 or offsets[-1] > len(data) or (np.diff(offsets) < 0).any()):
+        # Arrow validates buffers, not every offset; a corrupt one must never reach a kernel.
+        raise InputError(f"a string array's offsets are invalid (outside its {len(data)}-byte buffer or"
+                         " decreasing); the data is corrupt.")
     return _readonly(data), _readonly(offsets), _valid_mask(array)
 
 

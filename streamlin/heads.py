@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamlin._arrow import as_arrow_array, is_integer_type, is_string_type
+from streamlin._arrow import as_arrow_array, is_integer_type, is_string_type, to_float64
 from streamlin.errors import ConfigError, InputError
 from streamlin.kernels.learn import LOSS_SIGMOID, LOSS_SOFTMAX
 
@@ -71,6 +71,8 @@ class Head:
             (a ValueError) naming the first bad value and its row.
         """
         array = as_arrow_array(labels, label_key)
+        if len(array) == 0:
+            return np.zeros(0, dtype=np.float64)
         if pa.types.is_fixed_size_list(array.type) or pa.types.is_list(array.type):
             if pa.types.is_fixed_size_list(array.type) and array.type.list_size == 1 and array.null_count == 0:
                 array = array.flatten()
@@ -103,7 +105,7 @@ class Head:
                 " label_vocabulary=[...] listing the class names, or give numeric labels.")
         if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_boolean(array.type)):
             raise InputError(f"column {label_key!r}: labels must be numbers; found {array.type}.")
-        values = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
+        values = to_float64(array)
         if self.n_classes == 2:
             bad = np.flatnonzero(~((values >= 0.0) & (values <= 1.0)))
             if bad.size:

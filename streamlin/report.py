@@ -90,7 +90,7 @@ def load_weights(path: str | os.PathLike, checkpoint: Any = None, columns: Seque
     try:
         from streamlin.feature_column.serialize import column_from_config
 
-        built = [column_from_config(c) for c in attrs.get("feature_columns", [])]
+        built = [column_from_config(c, allow_unresolved=True) for c in attrs.get("feature_columns", [])]
         weights.columns = {f"{WEIGHTS_PREFIX}{c.name}/weights": c for c in built}
     except Exception:  # noqa: BLE001 - labels are a comfort; an unimportable normalizer must not stop inspect
         weights.columns = {}

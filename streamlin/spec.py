@@ -399,7 +399,7 @@ def _config_name(config: dict) -> str:
     try:
         from streamlin.feature_column.serialize import column_from_config
 
-        return column_from_config(config).name
+        return column_from_config(config, allow_unresolved=True).name
     except Exception:  # noqa: BLE001 - only used to label a difference
         return str(config.get("key", "?"))
 
@@ -897,7 +897,7 @@ def from_snapshot(path: str | os.PathLike) -> Spec:
 
     _, attrs = store.load_snapshot(path, names=[])
     head = attrs.get("head") or {}
-    columns = tuple(column_from_config(c) for c in attrs.get("feature_columns", []))
+    columns = tuple(column_from_config(c, allow_unresolved=True) for c in attrs.get("feature_columns", []))
     optimizer = optimizer_from_config(attrs["optimizer"]) if attrs.get("optimizer") else None
     vocabulary = head.get("label_vocabulary")
     return Spec(None, columns, attrs.get("weight_column"), int(head.get("n_classes", 2)),

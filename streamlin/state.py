@@ -138,9 +138,12 @@ def restore(path: str, layout: Layout, head: Head, optimizer, weights_only: bool
     """
     names = [name for name, _, _ in layout.variables()] if weights_only else None
     arrays, attrs = store.load_snapshot(path, names=names)
-    step = attrs.get("step", arrays.get(GLOBAL_STEP, 0))
-    state = state_from_arrays(arrays, int(step), layout, head, optimizer, path, missing_slots_ok=weights_only)
-    state.input_position = attrs.get("input_position")
+    step = attrs.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{path}: its 'step' attribute is {step!r}, not a step number; the snapshot is damaged.")
+    state = state_from_arrays(arrays, step, layout, head, optimizer, path, missing_slots_ok=weights_only)
+    position = attrs.get("input_position")
+    state.input_position = position if isinstance(position, dict) else None
     return state
 
 

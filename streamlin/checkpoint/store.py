@@ -134,17 +134,22 @@ def write_manifest(root: Path, fsync: bool = False) -> None:
             os.fsync(handle.fileno())
 
 
-def verify_manifest(root: Path, variables: Iterable[str] | None = None) -> None:
-    """Check the files of ``variables`` (default: all) against the manifest, if there is one.
+def verify_manifest(root: Path, variables: Iterable[str] | None = None, required: bool = True) -> None:
+    """Check the files of ``variables`` (default: all) against the manifest every snapshot and
+    export carries.
 
     Raises
     ------
     CheckpointError
-        A listed file is missing, truncated or has another checksum; the message names it.
+        The manifest is missing or damaged, or a listed file is missing, truncated or has another
+        checksum; the message names it.
     """
     path = root / MANIFEST_FILE
     if not path.is_file():
-        return  # written before manifests existed
+        if not required:
+            return
+        raise CheckpointError(f"{root}: {MANIFEST_FILE} is missing, so its files cannot be checked; the snapshot"
+                              " is damaged or was not written by streamlin. Use another snapshot.")
     try:
         files = json.loads(path.read_text(encoding="utf-8"))["files"]
         entries = [(str(relative), int(size), int(crc)) for relative, (size, crc) in files.items()]
@@ -322,6 +327,7 @@ def write_snapshot(
     final = root / f"{PREFIX}{step}"
     tmp = root / f"{TMP_PREFIX}{PREFIX}{step}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     fs_fd = None
+    renamed = indexed = False
     try:
         root.mkdir(parents=True, exist_ok=True)
         fs_fd = _open_syncfs_handle(root)
@@ -335,6 +341,7 @@ def write_snapshot(
         if final.exists():  # an unlisted leftover, or the same step saved again: replace it
             shutil.rmtree(final)
         os.rename(tmp, final)
+        renamed = True
         _fsync_dir(root)
         snapshots = [s for s in _read_index_entries(root) if s["step"] != step]
         snapshots.append(
@@ -349,8 +356,11 @@ def write_snapshot(
         _write_json_atomic(
             root / INDEX_FILE, {"format": "streamlin-checkpoints-1", "snapshots": snapshots}
         )
+        indexed = True
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if renamed and not indexed:  # published but not listed: withdraw it, the save failed
+            shutil.rmtree(final, ignore_errors=True)
         raise CheckpointError(
             f"could not save checkpoint {final} ({exc.strerror or exc}); the previous checkpoint is"
             " intact. Free disk space or fix permissions, then train again."
@@ -369,10 +379,13 @@ def _read_index_entries(root: Path) -> list[dict]:
         payload = json.loads(path.read_text(encoding="utf-8"))
         entries = payload["snapshots"]
         for entry in entries:
-            if not (isinstance(entry["step"], int) and _SNAPSHOT_NAME.match(entry["path"])):
+            valid = (isinstance(entry["step"], int) and not isinstance(entry["step"], bool)
+                     and isinstance(entry["path"], str) and _SNAPSHOT_NAME.match(entry["path"])
+                     and isinstance(entry["time"], (int, float)) and isinstance(entry["bytes"], int))
+            if not valid:
                 raise ValueError(f"bad entry {entry!r}")
         return entries
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(
             f"{path} is damaged ({exc}); remove it to rebuild the list from the snapshot folders."
         ) from None
@@ -393,32 +406,35 @@ def cleanup_leftovers(model_dir: str | os.PathLike) -> None:
 
 
 def list_snapshots(model_dir: str | os.PathLike) -> list[Snapshot]:
-    """Published snapshots of ``model_dir``, oldest first, with the metrics ``evaluate`` recorded."""
+    """Published snapshots of ``model_dir``, oldest first, with the metrics ``evaluate`` recorded.
+
+    Raises
+    ------
+    CheckpointError
+        The latest listed snapshot's folder is gone or incomplete: streamlin never falls back to an
+        older snapshot silently. (An older listed folder may be missing while retention deletes it.)
+    """
     root = Path(model_dir)
     entries = _read_index_entries(root)
-    if (
-        not entries and root.is_dir()
-    ):  # no index (e.g. removed by hand): rebuild from complete folders
+    newest = entries[-1]["step"] if entries else -1
+    if root.is_dir():
+        # Folders newer than the index's latest: published (renamed into place only when complete)
+        # but not yet listed when the process died, or the index was removed by hand.
         for child in root.iterdir():
             match = _SNAPSHOT_NAME.match(child.name)
-            if match and (child / "zarr.json").exists():
-                entries.append(
-                    {
-                        "step": int(match.group(1)),
-                        "path": child.name,
-                        "time": child.stat().st_mtime,
-                        "bytes": _dir_bytes(child),
-                    }
-                )
+            if match and int(match.group(1)) > newest and child.is_dir() and (
+                    (child / MANIFEST_FILE).is_file() or not entries):
+                entries.append({"step": int(match.group(1)), "path": child.name,
+                                "time": child.stat().st_mtime, "bytes": _dir_bytes(child)})
         entries.sort(key=lambda s: s["step"])
+    if entries and not (root / entries[-1]["path"] / "zarr.json").is_file():
+        raise CheckpointError(
+            f"{root / entries[-1]['path']}, the latest snapshot, is missing or incomplete; streamlin will not"
+            " silently use an older one. Restore it, or remove it (and its entry in checkpoints.json) to"
+            " fall back deliberately.")
     metrics = recorded_metrics(root)
-    return [
-        Snapshot(
-            e["step"], str(root / e["path"]), e["time"], e["bytes"], metrics.get(e["path"], {})
-        )
-        for e in entries
-        if (root / e["path"]).is_dir()
-    ]
+    return [Snapshot(e["step"], str(root / e["path"]), e["time"], e["bytes"], metrics.get(e["path"], {}))
+            for e in entries if (root / e["path"]).is_dir()]
 
 
 def recorded_metrics(root: Path, eval_name: str | None = None) -> dict[str, dict]:

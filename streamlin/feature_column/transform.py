@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamlin._arrow import (RawFeature, is_integer_type, is_string_type, raw_feature, string_lengths,
-                              to_int64, valid_mask)
+                              to_float64, to_int64, valid_mask)
 from streamlin.errors import InputError, MissingFeatureError
 from streamlin.feature_column.columns import (BucketizedColumn, CrossedColumn, HashedCategoricalColumn,
                                               IdentityCategoricalColumn, NumericColumn,
@@ -92,6 +92,9 @@ def _missing_mask(raw: RawFeature) -> np.ndarray | None:
     if is_string_type(values.type):
         return string_lengths(values) > 0
     if is_integer_type(values.type):
+        value_type = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
+        if pa.types.is_unsigned_integer(value_type):
+            return keep  # no -1 among unsigned ints: only nulls are missing
         return _and(keep, to_int64(values, null_as=-1) != -1)
     return keep
 
@@ -124,7 +127,15 @@ def _vocabulary_ids(column, raw: RawFeature, key: str) -> tuple[np.ndarray, np.n
                 f"feature {key!r} of vocabulary column {column.name!r} must hold ints (its vocabulary"
                 f" is ints); found {values.type}.")
         value_set = pa.array(vocabulary, type=pa.int64())
-        values = pc.cast(values.dictionary_decode() if pa.types.is_dictionary(values.type) else values, pa.int64())
+        # uint64 values beyond int64 are in no int64 vocabulary: give them a value below every
+        # entry, so they take the out-of-vocabulary path.
+        ints = to_int64(values, null_as=-1)
+        if pa.types.is_unsigned_integer(values.type.value_type if pa.types.is_dictionary(values.type) else values.type):
+            too_big = ints < 0
+            if too_big.any():
+                ints = np.where(too_big, np.int64(min(vocabulary) - 1 if vocabulary else -2), ints)
+        valid = valid_mask(values.dictionary_decode() if pa.types.is_dictionary(values.type) else values)
+        values = pa.array(ints, mask=None if valid is None else ~valid)
     if pa.types.is_dictionary(values.type):
         dict_ids = pc.index_in(values.dictionary, value_set=value_set)
         found = pc.take(dict_ids, values.indices)
@@ -181,14 +192,7 @@ def numeric_values(column: NumericColumn, batch: pa.RecordBatch, locate: Locate 
         raise InputError(
             f"{locate(row)}, column {column.key!r}: numeric_column of shape {column.shape} needs {dim}"
             f" values per row; found {int(counts[row])}.")
-    values = raw.values
-    if pa.types.is_null(values.type):
-        flat = np.full(len(values), np.nan)
-    else:
-        flat = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
-        if values.null_count:
-            flat = np.where(values.is_valid().to_numpy(zero_copy_only=False), flat, np.nan)
-    out = flat.reshape(n, dim)
+    out = to_float64(raw.values).reshape(n, dim)
     missing = np.isnan(out)
     if missing.any():
         if column.default_value is None:
@@ -205,7 +209,13 @@ def numeric_values(column: NumericColumn, batch: pa.RecordBatch, locate: Locate 
             " (an overflowing number such as 1e400?). Clean the data or clip it.", rows=rows)
     if column.normalizer_fn is not None:
         out = np.asarray(column.normalizer_fn(out), dtype=np.float64).reshape(n, dim)
-    return out.astype(np.float32)
+    values32 = out.astype(np.float32)
+    if not np.isfinite(values32).all():  # NaN from a normalizer, or beyond float32's range
+        rows = np.flatnonzero(~np.isfinite(values32).all(axis=1))
+        raise InputError(
+            f"{locate(int(rows[0]))}, column {column.key!r}: value {out[rows[0]].tolist()} is not finite as float32"
+            " (after default_value and normalizer_fn). Clean or clip the data.", rows=rows)
+    return values32
 
 
 def _raw_ids(column, batch: pa.RecordBatch, locate: Locate, keep_negative: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -228,10 +238,14 @@ def _raw_ids(column, batch: pa.RecordBatch, locate: Locate, keep_negative: bool)
         wv = weight_raw.values
         if not (pa.types.is_floating(wv.type) or pa.types.is_integer(wv.type)):
             raise InputError(f"feature {column.weight_feature_key!r} (weights) must be numbers; found {wv.type}.")
-        weights = pc.cast(wv, pa.float64()).to_numpy(zero_copy_only=False)
-        wvalid = valid_mask(wv)
-        if wvalid is not None:
-            weights = np.where(wvalid, weights, 0.0)
+        weights = np.nan_to_num(to_float64(wv), nan=0.0)
+        with np.errstate(over="ignore"):
+            bad = np.flatnonzero(~np.isfinite(weights.astype(np.float32)))
+        if bad.size:
+            rows = np.unique(np.searchsorted(indptr, bad, side="right") - 1)
+            raise InputError(
+                f"{locate(int(rows[0]))}, column {column.weight_feature_key!r}: weight {weights[bad[0]]} is not finite"
+                " as float32. Clean or clip the data.", rows=rows)
         # TF drops dense 0.0 weights and prunes weights <= 0 before the lookup.
         keep = _and(keep, (weights > 0) & ~np.isnan(weights))
         return indptr, ids, keep, weights.astype(np.float32)

@@ -119,7 +119,14 @@ def _is_single_pair(result: Any) -> bool:
 def chunks_from_callable(input_fn: Any, name: str = "input_fn") -> Iterator[Chunk]:
     """Adapt a plain ``input_fn`` (one pair, or an iterable of pairs) to chunks of one step each."""
     result = input_fn()
-    pairs: Iterable = [result] if _is_single_pair(result) else result
+    if _is_single_pair(result):
+        pairs: Iterable = [result]
+    elif isinstance(result, Iterable) and not isinstance(result, (str, bytes)):
+        pairs = result
+    else:
+        raise InputError(
+            f"{name} returned {type(result).__name__}; it must return (features, labels) or an iterable of such"
+            " pairs (features: a RecordBatch, Table or dict of arrays).")
     global_row = 0
     for index, pair in enumerate(pairs):
         features, labels = _split_pair(pair)
@@ -130,8 +137,8 @@ def chunks_from_callable(input_fn: Any, name: str = "input_fn") -> Iterator[Chun
                 f"{name} batch {index}: {len(label_array)} labels for {batch.num_rows} rows of features;"
                 " give one label per row.")
         n = batch.num_rows
-        if n == 0:
-            continue
-        yield Chunk(batch, label_array, np.array([0, n], dtype=np.int64),
-                    [Origin(0, name, global_row, global_row)])
+        # An empty batch is no step, but it still goes through the feature stage, so a feature it
+        # lacks is reported.
+        bounds = np.array([0, n] if n else [0], dtype=np.int64)
+        yield Chunk(batch, label_array, bounds, [Origin(0, name, global_row, global_row)])
         global_row += n

@@ -82,6 +82,7 @@ def arrow_batches(path: str, columns: Sequence[str] | None, optional: Sequence[s
             source.seek(0)
             batches = iter(ipc.open_stream(source))
         for batch in batches:
+            batch.validate(full=True)  # IPC reading checks buffers, not every offset: kernels must not overrun
             if columns is not None:
                 check_columns(path, batch.schema.names, columns, optional)
                 batch = batch.select([c for c in columns if c in batch.schema.names])
