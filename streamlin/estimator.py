@@ -33,7 +33,7 @@ from streamlin.kernels.learn import step_capacity, train_steps
 from streamlin.kernels.sparse import add_logits
 from streamlin.metrics import MetricKeys, StreamingMetrics
 from streamlin.optimizers import get_optimizer
-from streamlin.pipeline import read_ahead
+from streamlin.pipeline import ReadAhead
 
 log = logging.getLogger("streamlin")
 
@@ -237,17 +237,19 @@ class LinearClassifier:
         return values.astype(np.float32)
 
     def _prepared_chunks(self, input_fn: Callable, need_labels: bool, start: dict | None = None,
-                         bad_rows: "_BadRows | None" = None) -> Iterator[_Prepared]:
+                         bad_rows: "_BadRows | None" = None) -> ReadAhead:
+        """Prepared chunks, read and hashed in a background thread that starts now."""
         chunks = iter_chunks(input_fn, self._needed_columns(need_labels), self._config.chunk_rows, start)
-        prepared = read_ahead(chunks, lambda chunk: self._prepare(chunk, need_labels, bad_rows))
-        return (p for p in prepared if p is not None)
+        return ReadAhead(chunks, lambda chunk: self._prepare(chunk, need_labels, bad_rows))
 
-    def _resume_position(self, input_fn: Callable, state: model_state.ModelState) -> dict | None:
-        """Where a built-in maker's input resumes (RunConfig(resume_input=True)), or None."""
+    def _resume_position(self, input_fn: Callable) -> dict | None:
+        """Where a built-in maker's input resumes (RunConfig(resume_input=True)), or None: the
+        position the latest snapshot recorded (read from its attributes alone)."""
         if not self._config.resume_input or not isinstance(input_fn, StreamingInputFn):
             return None
-        position = state.input_position
-        if not position or "distributed" in position:  # a distributed run's plan is its driver's business
+        latest = store.latest_snapshot(self._model_dir)
+        position = store.load_snapshot(latest.path, names=[])[1].get("input_position") if latest else None
+        if not isinstance(position, dict) or "distributed" in position:  # a distributed run's plan is its driver's business
             return None
         if position.get("identity") != _jsonable(input_fn.identity()):
             log.warning("resume_input: the input differs from the one the latest checkpoint recorded; reading from the start")
@@ -269,28 +271,31 @@ class LinearClassifier:
         if self._config.train_distribute is not None:
             return self._config.train_distribute.train(self, input_fn, hooks=hooks, steps=steps, max_steps=max_steps)
         store.cleanup_leftovers(self._model_dir)
-        state = self._initial_state()
-        if max_steps is not None and state.global_step >= max_steps:
-            log.info("skipping training: global_step %d already reached max_steps %d", state.global_step, max_steps)
-            return self
-        target = state.global_step + steps if steps is not None else max_steps
-        hooks = list(hooks or [])
-        for hook in hooks:
-            getattr(hook, "begin", lambda: None)()
-        if not any(s.step == state.global_step for s in store.list_snapshots(self._model_dir)):
-            self._save(state)
-        start = self._resume_position(input_fn, state)
         bad_rows = _BadRows.for_input(input_fn)
-        identity = _jsonable(input_fn.identity()) if self._config.resume_input and isinstance(input_fn, StreamingInputFn) else None
-        loop = _TrainLoop(self, state, target, hooks, identity)
-        try:
-            for prepared in self._prepared_chunks(input_fn, need_labels=True, start=start, bad_rows=bad_rows):
-                if loop.run_chunk(prepared):
-                    break
-        finally:
-            loop.close()
-            if bad_rows is not None:
-                bad_rows.report(self._model_dir, state.global_step)
+        # Reading and hashing start now, overlapping the model's set-up and first snapshot.
+        with self._prepared_chunks(input_fn, True, self._resume_position(input_fn), bad_rows) as prepared:
+            state = self._initial_state()
+            if max_steps is not None and state.global_step >= max_steps:
+                log.info("skipping training: global_step %d already reached max_steps %d", state.global_step,
+                         max_steps)
+                return self
+            target = state.global_step + steps if steps is not None else max_steps
+            hooks = list(hooks or [])
+            for hook in hooks:
+                getattr(hook, "begin", lambda: None)()
+            if not any(s.step == state.global_step for s in store.list_snapshots(self._model_dir)):
+                self._save(state)
+            identity = (_jsonable(input_fn.identity())
+                        if self._config.resume_input and isinstance(input_fn, StreamingInputFn) else None)
+            loop = _TrainLoop(self, state, target, hooks, identity)
+            try:
+                for chunk in prepared:
+                    if loop.run_chunk(chunk):
+                        break
+            finally:
+                loop.close()
+                if bad_rows is not None:
+                    bad_rows.report(self._model_dir, state.global_step)
         for hook in hooks:
             getattr(hook, "end", lambda step: None)(state.global_step)
         return self
@@ -314,15 +319,16 @@ class LinearClassifier:
         metrics = StreamingMetrics(self._head)
         done = 0
         bad_rows = _BadRows.for_input(input_fn)
-        for prepared in self._prepared_chunks(input_fn, need_labels=True, bad_rows=bad_rows):
-            bounds = prepared.chunk.step_bounds
-            n_steps = len(bounds) - 1 if steps is None else min(len(bounds) - 1, steps - done)
-            end = int(bounds[n_steps])
-            logits = self._logits(prepared.rows, state.table)[:end]
-            metrics.update(logits, prepared.labels[:end], prepared.weights[:end].astype(np.float64), bounds[:n_steps + 1])
-            done += n_steps
-            if steps is not None and done >= steps:
-                break
+        with self._prepared_chunks(input_fn, need_labels=True, bad_rows=bad_rows) as chunks:
+            for prepared in chunks:
+                bounds = prepared.chunk.step_bounds
+                n_steps = len(bounds) - 1 if steps is None else min(len(bounds) - 1, steps - done)
+                end = int(bounds[n_steps])
+                logits = self._logits(prepared.rows, state.table)[:end]
+                metrics.update(logits, prepared.labels[:end], prepared.weights[:end].astype(np.float64), bounds[:n_steps + 1])
+                done += n_steps
+                if steps is not None and done >= steps:
+                    break
         if bad_rows is not None:
             bad_rows.report(None, state.global_step)
         result = metrics.result()
@@ -347,17 +353,18 @@ class LinearClassifier:
         return self._predict_stream(input_fn, keys, state, yield_single_examples)
 
     def _predict_stream(self, input_fn, keys, state, yield_single_examples) -> Iterator[dict]:
-        for prepared in self._prepared_chunks(input_fn, need_labels=False):
-            logits = self._logits(prepared.rows, state.table)
-            predictions = self._head.predictions(logits)
-            predictions = {k: predictions[k] for k in keys}
-            bounds = prepared.chunk.step_bounds
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                if yield_single_examples:
-                    for i in range(a, b):
-                        yield {k: v[i] for k, v in predictions.items()}
-                else:
-                    yield {k: v[a:b] for k, v in predictions.items()}
+        with self._prepared_chunks(input_fn, need_labels=False) as chunks:
+            for prepared in chunks:
+                logits = self._logits(prepared.rows, state.table)
+                predictions = self._head.predictions(logits)
+                predictions = {k: predictions[k] for k in keys}
+                bounds = prepared.chunk.step_bounds
+                for a, b in zip(bounds[:-1], bounds[1:]):
+                    if yield_single_examples:
+                        for i in range(a, b):
+                            yield {k: v[i] for k, v in predictions.items()}
+                    else:
+                        yield {k: v[a:b] for k, v in predictions.items()}
 
     # -- export --------------------------------------------------------------------------------
     def export_saved_model(self, export_dir_base: str | os.PathLike, serving_input_receiver_fn: Any = None,
