@@ -29,11 +29,12 @@ from streamlin.feature_column.layout import COMBINERS, Layout, SparseRows
 from streamlin.feature_column.transform import get_feature
 from streamlin.heads import Head
 from streamlin.inputs import Chunk, StreamingInputFn, iter_chunks
-from streamlin.kernels.learn import step_capacity, train_steps
+from streamlin.kernels.learn import train_steps
 from streamlin.kernels.sparse import add_logits
 from streamlin.metrics import MetricKeys, StreamingMetrics
 from streamlin.optimizers import get_optimizer
 from streamlin.pipeline import ReadAhead
+from streamlin.scratch import LearnScratch
 
 log = logging.getLogger("streamlin")
 
@@ -456,30 +457,8 @@ class _TrainLoop:
         self.rows_since_log = 0
         self.loss_since_log = 0.0
         self.steps_since_log = 0
-        units = state.table.shape[2]
         self.hparams = estimator._optimizer.hparams()
-        self.dz = np.empty(units, dtype=np.float64)
-        self.touched = np.empty(0, dtype=np.int64)
-        self.touched_bucket = np.empty(0, dtype=np.int64)
-        self.hash_slots = np.full(1, -1, dtype=np.int64)
-        self.hash_index = np.empty(1, dtype=np.int64)
-        self.grad = np.empty((0, units), dtype=np.float64)
-        self.logits = np.empty((0, units), dtype=np.float64)
-
-    def _buffers(self, prepared: _Prepared) -> None:
-        rows, bounds = prepared.rows, prepared.chunk.step_bounds
-        capacity = int(step_capacity(rows.col_indptr, bounds))
-        units = self.state.table.shape[2]
-        if capacity > len(self.touched):
-            self.touched = np.empty(capacity, dtype=np.int64)
-            self.touched_bucket = np.empty(capacity, dtype=np.int64)
-            self.grad = np.empty((capacity, units), dtype=np.float64)
-            buckets = 1 << int(2 * capacity - 1).bit_length()
-            self.hash_slots = np.full(buckets, -1, dtype=np.int64)
-            self.hash_index = np.empty(buckets, dtype=np.int64)
-        longest = int(np.diff(bounds).max()) if len(bounds) > 1 else 0
-        if longest > len(self.logits):
-            self.logits = np.empty((longest, units), dtype=np.float64)
+        self.scratch = LearnScratch(state.table.shape[2])
 
     def _next_stop(self, chunk_steps_left: int) -> int:
         n = chunk_steps_left
@@ -501,7 +480,7 @@ class _TrainLoop:
         rows = prepared.rows
         bounds = prepared.chunk.step_bounds
         n_steps = len(bounds) - 1
-        self._buffers(prepared)
+        self.scratch.fit(rows, bounds)
         learning_rates = optimizer.learning_rates(state.global_step, n_steps)
         losses = np.zeros(n_steps, dtype=np.float64)
         step = 0
@@ -515,8 +494,7 @@ class _TrainLoop:
                 learning_rates[step:step + n] = optimizer.learning_rates(state.global_step, n)
             train_steps(rows.col_indptr, rows.slots, rows.values, prepared.labels, prepared.weights, bounds,
                         step, step + n, est._layout.bias_slot, state.table, optimizer.code, self.hparams,
-                        learning_rates, head.loss_kind, head.reduce_sum, self.hash_slots, self.hash_index,
-                        self.touched, self.touched_bucket, self.grad, self.logits, self.dz, losses)
+                        learning_rates, head.loss_kind, head.reduce_sum, *self.scratch.kernel_arguments(), losses)
             state.global_step += n
             if self.input_identity is not None:
                 position = prepared.chunk.position_at(int(bounds[step + n]))

@@ -20,39 +20,13 @@ import pyarrow.parquet as pq
 
 from streamlin.distribute.plan import Piece, Plan, StreamReader, Unit, chunks, read_columns
 from streamlin.heads import per_example_loss
-from streamlin.kernels.learn import step_capacity, train_steps
+from streamlin.kernels.learn import train_steps
 from streamlin.kernels.merge import changed_slots
 from streamlin.metrics import StreamingMetrics
-from streamlin.pipeline import read_ahead
+from streamlin.pipeline import ReadAhead
+from streamlin.scratch import LearnScratch
 
 CHUNK_ROWS = 16384  # rows per chunk of a task: small, so that each round's read-ahead starts training early
-
-
-class _Buffers:
-    """The learn kernel's scratch buffers, grown as chunks need (as ``estimator._TrainLoop``)."""
-
-    def __init__(self, units: int):
-        self.units = units
-        self.dz = np.empty(units, dtype=np.float64)
-        self.touched = np.empty(0, dtype=np.int64)
-        self.touched_bucket = np.empty(0, dtype=np.int64)
-        self.hash_slots = np.full(1, -1, dtype=np.int64)
-        self.hash_index = np.empty(1, dtype=np.int64)
-        self.grad = np.empty((0, units), dtype=np.float64)
-        self.logits = np.empty((0, units), dtype=np.float64)
-
-    def fit(self, rows, bounds: np.ndarray) -> None:
-        capacity = int(step_capacity(rows.col_indptr, bounds))
-        if capacity > len(self.touched):
-            self.touched = np.empty(capacity, dtype=np.int64)
-            self.touched_bucket = np.empty(capacity, dtype=np.int64)
-            self.grad = np.empty((capacity, self.units), dtype=np.float64)
-            buckets = 1 << int(2 * capacity - 1).bit_length()
-            self.hash_slots = np.full(buckets, -1, dtype=np.int64)
-            self.hash_index = np.empty(buckets, dtype=np.int64)
-        longest = int(np.diff(bounds).max()) if len(bounds) > 1 else 0
-        if longest > len(self.logits):
-            self.logits = np.empty((longest, self.units), dtype=np.float64)
 
 
 def train_round(model, input_fn, plan: Plan, table: np.ndarray, epoch: int, worker: int, cursor: Sequence[int],
@@ -74,22 +48,22 @@ def train_round(model, input_fn, plan: Plan, table: np.ndarray, epoch: int, work
     state = table.copy()
     head, optimizer = model._head, model._optimizer
     hparams = optimizer.hparams()
-    buffers = _Buffers(state.shape[2])
+    scratch = LearnScratch(state.shape[2])
     steps, rows, loss_sum = 0, 0, 0.0
     source = chunks(reader, input_fn.label_key, input_fn.batch_size, CHUNK_ROWS, epoch)
-    for prepared in read_ahead(source, lambda chunk: model._prepare(chunk, True)):
-        bounds = prepared.chunk.step_bounds
-        n_steps = len(bounds) - 1
-        buffers.fit(prepared.rows, bounds)
-        losses = np.zeros(n_steps, dtype=np.float64)
-        b = buffers
-        train_steps(prepared.rows.col_indptr, prepared.rows.slots, prepared.rows.values, prepared.labels,
-                    prepared.weights, bounds, 0, n_steps, model._layout.bias_slot, state, optimizer.code, hparams,
-                    learning_rates[steps:steps + n_steps], head.loss_kind, head.reduce_sum, b.hash_slots,
-                    b.hash_index, b.touched, b.touched_bucket, b.grad, b.logits, b.dz, losses)
-        steps += n_steps
-        rows += int(bounds[-1])
-        loss_sum += float(losses.sum())
+    with ReadAhead(source, lambda chunk: model._prepare(chunk, True)) as prepared_chunks:
+        for prepared in prepared_chunks:
+            bounds = prepared.chunk.step_bounds
+            n_steps = len(bounds) - 1
+            scratch.fit(prepared.rows, bounds)
+            losses = np.zeros(n_steps, dtype=np.float64)
+            train_steps(prepared.rows.col_indptr, prepared.rows.slots, prepared.rows.values, prepared.labels,
+                        prepared.weights, bounds, 0, n_steps, model._layout.bias_slot, state, optimizer.code, hparams,
+                        learning_rates[steps:steps + n_steps], head.loss_kind, head.reduce_sum,
+                        *scratch.kernel_arguments(), losses)
+            steps += n_steps
+            rows += int(bounds[-1])
+            loss_sum += float(losses.sum())
     changed = np.empty(state.shape[0], dtype=np.int64)
     count = changed_slots(table, state, changed)
     idx = changed[:count].copy()
@@ -143,7 +117,7 @@ def evaluate_unit(model, input_fn, table: np.ndarray, unit: Unit, max_rows: int,
     tail = np.empty(0, dtype=np.float64)
     rows = 0
     source = chunks(reader, input_fn.label_key, input_fn.batch_size, CHUNK_ROWS, epoch)
-    for prepared in read_ahead(source, lambda chunk: model._prepare(chunk, True)):
+    for prepared in ReadAhead(source, lambda chunk: model._prepare(chunk, True)):
         logits = model._logits(prepared.rows, table)
         weights = prepared.weights.astype(np.float64)
         n = len(weights)
@@ -197,7 +171,7 @@ def predict_file(model, input_fn, checkpoint_path: str, units: list[Unit], outpu
     rows = 0
     try:
         source = chunks(reader, None, CHUNK_ROWS, CHUNK_ROWS)
-        for prepared in read_ahead(source, lambda chunk: model._prepare(chunk, False)):
+        for prepared in ReadAhead(source, lambda chunk: model._prepare(chunk, False)):
             features = prepared.chunk.features
             out = {}
             for name in passthrough:
