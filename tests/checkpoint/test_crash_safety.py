@@ -27,6 +27,8 @@ TRAINER = textwrap.dedent("""
     features = {f"c{i}": rng.integers(0, 100000, size=n) for i in range(4)}
     labels = rng.integers(0, 2, size=n)
     columns = [fc.categorical_column_with_hash_bucket(f"c{i}", 2**18, dtype="int64") for i in range(4)]
+    warm = sl.LinearClassifier(columns, model_dir=sys.argv[2])  # compile the kernels before "ready"
+    warm.train(sl.inputs.numpy_input_fn(features, labels, batch_size=500), steps=1)
     est = sl.LinearClassifier(columns, model_dir=sys.argv[1],
                               config=sl.RunConfig(save_checkpoints_steps=1, keep_checkpoint_max=3))
     print("ready", flush=True)
@@ -47,8 +49,8 @@ def test_sigkill_during_saves_never_breaks_the_latest_snapshot(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     seen_steps = []
     for attempt in range(8):
-        process = subprocess.Popen([sys.executable, str(script), str(model_dir)], stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL, env=env)
+        process = subprocess.Popen([sys.executable, str(script), str(model_dir), str(tmp_path / f"warm{attempt}")],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         assert process.stdout.readline().strip() == b"ready"
         time.sleep(rng.uniform(0.05, 0.6))
         process.send_signal(signal.SIGKILL)
