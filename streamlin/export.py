@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -143,7 +142,3 @@ def load_exported(path: str | os.PathLike, normalizers: Mapping[str, Any] | None
     (numpy ufuncs such as ``numpy:log1p`` resolve without it).
     """
     return ExportedModel(path, normalizers)
-
-
-def remove_export(path: str | os.PathLike) -> None:
-    shutil.rmtree(path)
