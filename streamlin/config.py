@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 from streamlin.errors import ConfigError
 
@@ -48,7 +49,7 @@ class RunConfig:
         if not isinstance(self.chunk_rows, int) or self.chunk_rows < 1:
             raise ConfigError(f"RunConfig: chunk_rows must be a positive integer; found {self.chunk_rows!r}.")
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         if "save_checkpoints_steps" in changes and "save_checkpoints_secs" not in changes:
             changes["save_checkpoints_secs"] = None
         return replace(self, **changes)

@@ -12,18 +12,19 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from streamlin import state as model_state
-from streamlin.checkpoint import store
 from streamlin._arrow import to_float64
+from streamlin.checkpoint import store
 from streamlin.config import RunConfig, WarmStartSettings
-from streamlin.errors import CheckpointError, ConfigError, InputError, MissingFeatureError
+from streamlin.errors import ConfigError, InputError, MissingFeatureError
 from streamlin.feature_column.columns import NumericColumn
 from streamlin.feature_column.layout import COMBINERS, Layout, SparseRows
 from streamlin.feature_column.transform import get_feature
@@ -184,7 +185,7 @@ class LinearClassifier:
             keys.append(self._weight_column)
         return keys
 
-    def _prepare(self, chunk: Chunk, need_labels: bool, bad_rows: "_BadRows | None" = None) -> _Prepared | None:
+    def _prepare(self, chunk: Chunk, need_labels: bool, bad_rows: _BadRows | None = None) -> _Prepared | None:
         """The feature stage; under a skip/log policy, rows that fail validation are dropped."""
         while True:
             try:
@@ -238,7 +239,7 @@ class LinearClassifier:
         return values.astype(np.float32)
 
     def _prepared_chunks(self, input_fn: Callable, need_labels: bool, start: dict | None = None,
-                         bad_rows: "_BadRows | None" = None) -> ReadAhead:
+                         bad_rows: _BadRows | None = None) -> ReadAhead:
         """Prepared chunks, read and hashed in a background thread that starts now."""
         chunks = iter_chunks(input_fn, self._needed_columns(need_labels), self._config.chunk_rows, start)
         return ReadAhead(chunks, lambda chunk: self._prepare(chunk, need_labels, bad_rows))
@@ -259,7 +260,7 @@ class LinearClassifier:
 
     # -- train ---------------------------------------------------------------------------------
     def train(self, input_fn: Callable, hooks: Sequence | None = None, steps: int | None = None,
-              max_steps: int | None = None) -> "LinearClassifier":
+              max_steps: int | None = None) -> LinearClassifier:
         """Train on ``input_fn``'s batches (one batch = one step), resuming from the latest checkpoint.
 
         ``steps`` more steps, or up to ``max_steps`` in total, or until the input ends.
@@ -387,7 +388,7 @@ class _BadRows:
         self.first: str | None = None
 
     @classmethod
-    def for_input(cls, input_fn: Any) -> "_BadRows | None":
+    def for_input(cls, input_fn: Any) -> _BadRows | None:
         policy = getattr(input_fn, "on_bad_row", "raise")
         if policy == "raise" or not isinstance(input_fn, StreamingInputFn):
             return None
@@ -508,7 +509,7 @@ class _TrainLoop:
     def _after_steps(self, losses: np.ndarray, rows: int) -> None:
         state = self.state
         for hook in self.step_hooks:
-            getattr(hook, "after_step", lambda s, l: None)(state.global_step, float(losses[-1]))
+            getattr(hook, "after_step", lambda step, loss: None)(state.global_step, float(losses[-1]))
         self.rows_since_log += rows
         self.loss_since_log += float(losses.sum())
         self.steps_since_log += len(losses)

@@ -6,14 +6,15 @@ softmax cross-entropy, exactly as TF's ``binary_class_head`` / ``multi_class_hea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamlin._arrow import as_arrow_array, is_integer_type, is_string_type, to_float64
+from streamlin._arrow import as_arrow_array, is_string_type, to_float64
 from streamlin.errors import ConfigError, InputError
 from streamlin.kernels.learn import LOSS_SIGMOID, LOSS_SOFTMAX
 

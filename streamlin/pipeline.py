@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 _DONE = object()
 
@@ -51,7 +51,7 @@ class ReadAhead:
             return
         self._put((True, _DONE))
 
-    def __iter__(self) -> "ReadAhead":
+    def __iter__(self) -> ReadAhead:
         return self
 
     def __next__(self):
@@ -75,7 +75,7 @@ class ReadAhead:
             except queue.Empty:
                 self._thread.join(timeout=0.05)
 
-    def __enter__(self) -> "ReadAhead":
+    def __enter__(self) -> ReadAhead:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class ModelState:
     input_position: dict | None = None
 
     @classmethod
-    def zeros(cls, layout: Layout, head: Head, optimizer) -> "ModelState":
+    def zeros(cls, layout: Layout, head: Head, optimizer) -> ModelState:
         """Weights 0, slots at their initial values.
 
         Allocated with ``np.empty`` and filled in one pass: numpy asks the kernel for huge pages

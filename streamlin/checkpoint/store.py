@@ -32,12 +32,12 @@ import sys
 import time
 import uuid
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
-import zarr
 import zarr.api.asynchronous as zarr_async
 from zarr.codecs import ZstdCodec
 from zarr.core.sync import sync as _zarr_sync  # zarr's own event-loop runner (works inside Jupyter too)

@@ -5,16 +5,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pyarrow as pa
 
 from streamlin._arrow import as_record_batch
 from streamlin.errors import ConfigError
-from streamlin.feature_column.columns import (CATEGORICAL_COLUMNS, BucketizedColumn, CrossedColumn,
-                                              HashedCategoricalColumn, IdentityCategoricalColumn,
-                                              NumericColumn, VocabularyFileCategoricalColumn,
-                                              VocabularyListCategoricalColumn, WeightedCategoricalColumn)
+from streamlin.feature_column.columns import (
+    CATEGORICAL_COLUMNS,
+    BucketizedColumn,
+    CrossedColumn,
+    HashedCategoricalColumn,
+    IdentityCategoricalColumn,
+    NumericColumn,
+    VocabularyFileCategoricalColumn,
+    VocabularyListCategoricalColumn,
+    WeightedCategoricalColumn,
+)
 from streamlin.feature_column.transform import categorical_ids
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal, Union
 
 from streamlin.errors import ConfigError
 
@@ -352,7 +353,7 @@ class IdentityCategoricalColumn:
 class WeightedCategoricalColumn:
     """A categorical column whose ids carry the weights of feature ``weight_feature_key``."""
 
-    categorical_column: "CategoricalColumn"
+    categorical_column: CategoricalColumn
     weight_feature_key: str
     dtype: str = "float32"
 

@@ -8,8 +8,9 @@ per TF variable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -18,8 +19,15 @@ from streamlin.errors import ConfigError
 from streamlin.feature_column.columns import ALL_COLUMNS, HashedCategoricalColumn, NumericColumn
 from streamlin.feature_column.transform import Locate, _default_locate, categorical_ids, numeric_values
 from streamlin.hashing import arrow_string_buffers
-from streamlin.kernels.sparse import (COMBINER_MEAN, COMBINER_SQRTN, COMBINER_SUM, interleave_rows, place_column,
-                                      place_dense, place_hashed_strings)
+from streamlin.kernels.sparse import (
+    COMBINER_MEAN,
+    COMBINER_SQRTN,
+    COMBINER_SUM,
+    interleave_rows,
+    place_column,
+    place_dense,
+    place_hashed_strings,
+)
 
 COMBINERS = {"sum": COMBINER_SUM, "mean": COMBINER_MEAN, "sqrtn": COMBINER_SQRTN}
 VARIABLE_PREFIX = "linear/linear_model/"
@@ -80,7 +88,7 @@ class Layout:
     n_slots: int
 
     @classmethod
-    def build(cls, feature_columns: Sequence) -> "Layout":
+    def build(cls, feature_columns: Sequence) -> Layout:
         columns = list(feature_columns)
         if not columns:
             raise ConfigError("feature_columns is empty; give at least one column.")

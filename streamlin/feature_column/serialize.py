@@ -6,15 +6,22 @@ Parsing is data only: a dict names a factory from a fixed table, never code to r
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from streamlin.errors import ConfigError
-from streamlin.feature_column.columns import (BucketizedColumn, CrossedColumn, HashedCategoricalColumn,
-                                              IdentityCategoricalColumn, NumericColumn,
-                                              VocabularyFileCategoricalColumn,
-                                              VocabularyListCategoricalColumn, WeightedCategoricalColumn)
+from streamlin.feature_column.columns import (
+    BucketizedColumn,
+    CrossedColumn,
+    HashedCategoricalColumn,
+    IdentityCategoricalColumn,
+    NumericColumn,
+    VocabularyFileCategoricalColumn,
+    VocabularyListCategoricalColumn,
+    WeightedCategoricalColumn,
+)
 
 
 def column_to_config(column: Any) -> dict:

@@ -5,19 +5,34 @@ All work is vectorised (pyarrow compute, numpy, numba kernels); no Python object
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamlin._arrow import (RawFeature, is_integer_type, is_string_type, raw_feature, string_lengths,
-                              to_float64, to_int64, valid_mask)
+from streamlin._arrow import (
+    RawFeature,
+    is_integer_type,
+    is_string_type,
+    raw_feature,
+    string_lengths,
+    to_float64,
+    to_int64,
+    valid_mask,
+)
 from streamlin.errors import InputError, MissingFeatureError
-from streamlin.feature_column.columns import (BucketizedColumn, CrossedColumn, HashedCategoricalColumn,
-                                              IdentityCategoricalColumn, NumericColumn,
-                                              VocabularyFileCategoricalColumn,
-                                              VocabularyListCategoricalColumn, WeightedCategoricalColumn)
+from streamlin.feature_column.columns import (
+    BucketizedColumn,
+    CrossedColumn,
+    HashedCategoricalColumn,
+    IdentityCategoricalColumn,
+    NumericColumn,
+    VocabularyFileCategoricalColumn,
+    VocabularyListCategoricalColumn,
+    WeightedCategoricalColumn,
+)
 from streamlin.hashing import fingerprint64, fingerprint64_arrow
 from streamlin.kernels.cross import cross_counts, cross_hashed
 

@@ -7,8 +7,9 @@ provenance to name the file and row of any of its rows in an error message.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -63,7 +64,7 @@ class Chunk:
     def n_original_rows(self) -> int:
         return self._n_original if self._n_original is not None else self.n_rows
 
-    def drop_rows(self, bad: np.ndarray) -> "Chunk":
+    def drop_rows(self, bad: np.ndarray) -> Chunk:
         """This chunk without rows ``bad`` (int64, chunk-relative); each step keeps its other rows,
         and a step left empty disappears."""
         keep = np.ones(self.n_rows, dtype=bool)

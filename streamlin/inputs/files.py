@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -66,8 +66,7 @@ def parquet_batches(path: str, batch_rows: int, columns: Sequence[str] | None,
         names = set(parquet.schema_arrow.names)
         check_columns(path, parquet.schema_arrow.names, columns, optional)
         wanted = [c for c in columns if c in names] if columns is not None else None
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=True):
-            yield batch
+        yield from parquet.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=True)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise InputError(f"{path}: cannot be read as Parquet ({exc}). The file may be truncated or not Parquet.") from None
 

@@ -1,6 +1,5 @@
 """Finding the chunks of a variable that differ from its fill value (for sparse snapshots)."""
 
-import numpy as np
 
 from streamlin.kernels._jit import kernel
 

@@ -7,8 +7,9 @@ arrays themselves live in the estimator's model state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Callable, Union
+from typing import Union
 
 import numpy as np
 

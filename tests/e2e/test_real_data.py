@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 
-
 import streamlin as sl
 from streamlin import demo
 from streamlin import feature_column as fc
