@@ -497,6 +497,7 @@ class _TrainLoop:
                         step, step + n, est._layout.bias_slot, state.table, optimizer.code, self.hparams,
                         learning_rates, head.loss_kind, head.reduce_sum, *self.scratch.kernel_arguments(), losses)
             state.global_step += n
+            state.pristine = False
             if self.input_identity is not None:
                 position = prepared.chunk.position_at(int(bounds[step + n]))
                 state.input_position = None if position is None else {**position, "identity": self.input_identity}

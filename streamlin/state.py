@@ -38,6 +38,7 @@ class ModelState:
     slot_names: tuple[str, ...]
     global_step: int = 0
     input_position: dict | None = None
+    pristine: bool = False  # every value still at its initial value (set by zeros(), cleared on change)
 
     @classmethod
     def zeros(cls, layout: Layout, head: Head, optimizer) -> ModelState:
@@ -50,7 +51,7 @@ class ModelState:
         parts = (0.0,) + tuple(optimizer.slot_initial_value(name) for name in optimizer.slot_names)
         table = np.empty((layout.n_slots, len(parts), head.units), dtype=np.float32)
         table[...] = np.asarray(parts, dtype=np.float32)[None, :, None]
-        return cls(table, tuple(optimizer.slot_names))
+        return cls(table, tuple(optimizer.slot_names), pristine=True)
 
     @property
     def weights(self) -> np.ndarray:
@@ -91,7 +92,7 @@ def save(model_dir: str, layout: Layout, head: Head, optimizer, state: ModelStat
     arrays = named_arrays(layout, optimizer, state)
     attrs = {"format": FORMAT, "streamlin_version": __version__, "step": state.global_step, "time": time.time(),
              "variables": list(arrays), **spec, "input_position": state.input_position}
-    return store.write_snapshot(model_dir, state.global_step, arrays, attrs)
+    return store.write_snapshot(model_dir, state.global_step, arrays, attrs, all_fill=state.pristine)
 
 
 def _expected_shape(array: np.ndarray) -> tuple[int, ...]:
@@ -128,6 +129,7 @@ def state_from_arrays(arrays: Mapping[str, np.ndarray], global_step: int, layout
                 f" {list(target.shape)} in this model (changed hash_bucket_size, vocabulary or n_classes?).")
         target[...] = value
     state.global_step = int(global_step)
+    state.pristine = False
     return state
 
 
@@ -165,6 +167,7 @@ def warm_start(state: ModelState, layout: Layout, head: Head, optimizer, setting
     """
     from streamlin.config import WarmStartSettings  # config sits below state; import kept local
 
+    state.pristine = False
     if isinstance(settings, (str, Path)):
         settings = WarmStartSettings(str(settings), vars_to_warm_start=[".*"])
     if not isinstance(settings, WarmStartSettings):

@@ -211,7 +211,7 @@ def _write_files(root: Path, encoded: dict, fsync: bool) -> int:
 
 
 def _write_group(tmp: Path, arrays: Mapping[str, tuple[np.ndarray, float]], attrs: Mapping[str, Any],
-                 fsync: bool) -> int:
+                 fsync: bool, all_fill: bool = False) -> int:
     """Write the zarr group of a snapshot under ``tmp``; returns its size in bytes.
 
     zarr encodes into a dict (metadata first, then the stored chunks, ``BATCH_BYTES`` of variables at
@@ -238,7 +238,8 @@ def _write_group(tmp: Path, arrays: Mapping[str, tuple[np.ndarray, float]], attr
     batch, batch_bytes = [], 0
     for array, (name, (value, fill)) in zip(handles, values.items()):
         rows = chunks[name][0] if value.ndim else 1
-        for region in _stored_regions(value, fill, rows):
+        regions = [...] if value.ndim == 0 else [] if all_fill else _stored_regions(value, fill, rows)
+        for region in regions:
             batch.append((array, value, region))
             batch_bytes += value[region].nbytes
             if batch_bytes >= BATCH_BYTES:
@@ -303,6 +304,7 @@ def write_snapshot(
     step: int,
     arrays: Mapping[str, tuple[np.ndarray, float]],
     attrs: Mapping[str, Any],
+    all_fill: bool = False,
 ) -> str:
     """Write ``model_dir/model.ckpt-<step>`` atomically and list it in the index.
 
@@ -312,6 +314,8 @@ def write_snapshot(
         float32 (rows, units) or (units,) variables and slots; ``global_step`` int64 scalar.
         Chunks equal to the fill value (bit for bit) are not stored.
     attrs : JSON-ready dict describing the model.
+    all_fill : the caller knows every non-scalar array equals its fill value (a fresh model), so
+        nothing is scanned and only metadata is written.
 
     Returns
     -------
@@ -331,7 +335,7 @@ def write_snapshot(
     try:
         root.mkdir(parents=True, exist_ok=True)
         fs_fd = _open_syncfs_handle(root)
-        size = _write_group(tmp, arrays, attrs, fsync=fs_fd is None)
+        size = _write_group(tmp, arrays, attrs, fsync=fs_fd is None, all_fill=all_fill)
         write_manifest(tmp, fsync=fs_fd is None)
         if fs_fd is not None:
             _syncfs(fs_fd)  # every file and directory under tmp, in one call

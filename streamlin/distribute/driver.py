@@ -393,6 +393,7 @@ class _Training:
             rule = "average" if mode == MERGE_AVERAGE else "contract"
             self.last_rule = rule
         state.table[union] = chosen
+        state.pristine = False
         return rule, losses, {"merged_coordinates": int(len(union))}
 
     def _probe(self, model, plan: Plan, streams) -> list:
