@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from streamlin._arrow import valid_mask
 from streamlin.errors import InputError
 from streamlin.kernels import hashing as _k
 
@@ -49,12 +50,6 @@ def _is_view_type(type_: pa.DataType) -> bool:
         (is_string_view is not None and is_string_view(type_))
         or (is_binary_view is not None and is_binary_view(type_))
     )
-
-
-def _valid_mask(array: pa.Array) -> np.ndarray | None:
-    if array.null_count == 0:
-        return None
-    return array.is_valid().to_numpy(zero_copy_only=False)
 
 
 def arrow_string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -113,7 +108,7 @@ def arrow_string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.nd
         # Arrow validates buffers, not every offset; a corrupt one must never reach a kernel.
         raise InputError(f"a string array's offsets are invalid (outside its {len(data)}-byte buffer or"
                          " decreasing); the data is corrupt.")
-    return _readonly(data), _readonly(offsets), _valid_mask(array)
+    return _readonly(data), _readonly(offsets), valid_mask(array)
 
 
 def _fingerprint_int64(values: np.ndarray) -> np.ndarray:
@@ -131,7 +126,7 @@ def _fingerprint_strings(array: pa.Array) -> tuple[np.ndarray, np.ndarray | None
 
 
 def _fingerprint_arrow_integers(array: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
-    valid = _valid_mask(array)
+    valid = valid_mask(array)
     filled = array.fill_null(0) if valid is not None else array
     if pa.types.is_uint64(array.type) and len(filled) and filled.to_numpy().max() > _INT64_MAX:
         # Above int64: hash Arrow's own decimal text of the uint64 values.
@@ -189,7 +184,7 @@ def fingerprint64_arrow(
 def _fingerprint_dictionary(array: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray | None]:
     dict_hashes, dict_valid = fingerprint64_arrow(array.dictionary)
     indices = array.indices
-    valid = _valid_mask(indices)
+    valid = valid_mask(indices)
     if valid is not None:
         indices = indices.fill_null(0)
     idx = indices.to_numpy(zero_copy_only=False).astype(np.intp, copy=False)
