@@ -199,7 +199,7 @@ class LinearClassifier:
                     return None
 
     def _prepare_rows(self, chunk: Chunk, need_labels: bool) -> _Prepared:
-        source = chunk.locate(0).rpartition(", row ")[0] or "input"
+        source = chunk.source_of(0)[0] or "input"
         try:
             return self._prepare_located(chunk, need_labels)
         except MissingFeatureError as exc:
@@ -405,9 +405,8 @@ class _BadRows:
         if self.side_file:
             with open(self.side_file, "a", encoding="utf-8") as handle:
                 for row in rows:
-                    where, _, number = chunk.locate(int(row)).rpartition(", row ")
-                    handle.write(json.dumps({"source": where, "row": int(number) if number.isdigit() else None,
-                                             "reason": reason}) + "\n")
+                    source, global_row = chunk.source_of(int(row))
+                    handle.write(json.dumps({"source": source, "row": global_row, "reason": reason}) + "\n")
 
     def report(self, model_dir: str | None, step: int) -> None:
         if not self.count:
@@ -491,8 +490,6 @@ class _TrainLoop:
                 return True
             for hook in self.step_hooks:
                 getattr(hook, "before_step", lambda s: None)(state.global_step)
-            if callable(optimizer.learning_rate):
-                learning_rates[step:step + n] = optimizer.learning_rates(state.global_step, n)
             train_steps(rows.col_indptr, rows.slots, rows.values, prepared.labels, prepared.weights, bounds,
                         step, step + n, est._layout.bias_slot, state.table, optimizer.code, self.hparams,
                         learning_rates, head.loss_kind, head.reduce_sum, *self.scratch.kernel_arguments(), losses)

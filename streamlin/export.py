@@ -27,6 +27,7 @@ from streamlin.feature_column.layout import BIAS_VARIABLE, COMBINERS, Layout
 from streamlin.feature_column.serialize import column_from_config
 from streamlin.heads import Head
 from streamlin.kernels.sparse import add_logits
+from streamlin.state import variable_view
 
 EXPORT_FORMAT = "streamlin-export-1"
 
@@ -67,7 +68,7 @@ def write_export(export_dir_base: str | os.PathLike, layout: Layout, head: Head,
                    "variables": [name for name, _, _ in layout.variables()], "manifest": True}
     group = zarr.open_group(str(tmp / "model.zarr"), mode="w", zarr_format=3)
     for name, begin, end in layout.variables():
-        value = state.weights[begin] if name == BIAS_VARIABLE else state.weights[begin:end]
+        value = variable_view(state.weights, begin, end, name)
         chunks = (min(65536, max(1, value.shape[0])),) + value.shape[1:]
         array = group.create_array(name, shape=value.shape, chunks=chunks, dtype=value.dtype, fill_value=0.0,
                                    config={"write_empty_chunks": False})

@@ -129,12 +129,12 @@ class Head:
         names = np.array(self.class_names, dtype=object)
         if self.n_classes == 2:
             z = logits[:, 0]
-            logistic = _sigmoid(z)
+            logistic = sigmoid(z)
             probabilities = np.stack([1.0 - logistic, logistic], axis=1)
             class_ids = (z > 0).astype(np.int64)
             out = {"logits": logits.astype(np.float32), "logistic": logistic[:, None].astype(np.float32)}
         else:
-            probabilities = _softmax(logits)
+            probabilities = softmax(logits)
             class_ids = np.argmax(logits, axis=1).astype(np.int64)
             out = {"logits": logits.astype(np.float32)}
         out["probabilities"] = probabilities.astype(np.float32)
@@ -150,7 +150,7 @@ class Head:
                 "loss_reduction": self.loss_reduction}
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
     out = np.empty_like(z, dtype=np.float64)
     positive = z >= 0
     out[positive] = 1.0 / (1.0 + np.exp(-z[positive]))
@@ -159,7 +159,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return out
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
+def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
@@ -173,6 +173,3 @@ def per_example_loss(logits: np.ndarray, labels: np.ndarray, n_classes: int) -> 
     log_normalizer = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
     return log_normalizer - logits[np.arange(len(labels)), labels.astype(np.int64)]
 
-
-sigmoid = _sigmoid
-softmax = _softmax

@@ -64,7 +64,8 @@ class ModelState:
         return {name: self.table[:, 1 + i, :] for i, name in enumerate(self.slot_names)}
 
 
-def _variable_view(array: np.ndarray, begin: int, end: int, name: str) -> np.ndarray:
+def variable_view(array: np.ndarray, begin: int, end: int, name: str) -> np.ndarray:
+    """Rows ``begin:end`` of a flat (n_slots, units) array as TF variable ``name``: the bias is (units,)."""
     return array[begin] if name == BIAS_VARIABLE else array[begin:end]
 
 
@@ -72,9 +73,9 @@ def named_arrays(layout: Layout, optimizer, state: ModelState) -> dict[str, tupl
     """TF variable name -> (array, fill value) for every weight, slot and the global step."""
     out: dict[str, tuple[np.ndarray, float]] = {}
     for name, begin, end in layout.variables():
-        out[name] = (_variable_view(state.weights, begin, end, name), 0.0)
+        out[name] = (variable_view(state.weights, begin, end, name), 0.0)
         for slot in optimizer.slot_names:
-            out[optimizer.slot_variable(name, slot)] = (_variable_view(state.slots[slot], begin, end, name),
+            out[optimizer.slot_variable(name, slot)] = (variable_view(state.slots[slot], begin, end, name),
                                                         optimizer.slot_initial_value(slot))
     for name, value in optimizer.hyperparameter_variables(state.global_step).items():
         out[name] = (np.asarray(value, dtype=np.float32), 0.0)
@@ -93,10 +94,6 @@ def save(model_dir: str, layout: Layout, head: Head, optimizer, state: ModelStat
     attrs = {"format": FORMAT, "streamlin_version": __version__, "step": state.global_step, "time": time.time(),
              "variables": list(arrays), **spec, "input_position": state.input_position}
     return store.write_snapshot(model_dir, state.global_step, arrays, attrs, all_fill=state.pristine)
-
-
-def _expected_shape(array: np.ndarray) -> tuple[int, ...]:
-    return tuple(array.shape)
 
 
 def state_from_arrays(arrays: Mapping[str, np.ndarray], global_step: int, layout: Layout, head: Head, optimizer,

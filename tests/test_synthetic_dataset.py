@@ -2,11 +2,9 @@
 streaming, click rate, null rates and the known true model."""
 
 import hashlib
-import importlib.util
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import pyarrow as pa
@@ -14,22 +12,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GEN_PATH = os.path.join(ROOT, "datasets", "make_synthetic.py")
+from perf._datasets import load_generator
 
-
-def _load():
-    name = "streamlin_datasets_make_synthetic"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, GEN_PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ms = _load()
+ms = load_generator()
 ROWS, TEST_ROWS = 20_000, 5_000
 
 

@@ -86,6 +86,10 @@ def _row_of_entry(indptr: np.ndarray, entry: int) -> int:
     return int(np.searchsorted(indptr, entry, side="right") - 1)
 
 
+_EMPTY_FINGERPRINT = fingerprint64([""])[0]  # a dense null string reads as ''
+_MINUS_ONE_FINGERPRINT = fingerprint64(["-1"])[0]  # a dense null int reads as -1
+
+
 def _fingerprints(values: pa.Array) -> np.ndarray:
     """uint64 Fingerprint64 of each value; strings as bytes, ints as decimal text.
 
@@ -93,8 +97,8 @@ def _fingerprints(values: pa.Array) -> np.ndarray:
     """
     fp, valid = fingerprint64_arrow(values)
     if valid is not None:
-        missing = "" if is_string_type(values.type) or pa.types.is_null(values.type) else "-1"
-        fp = np.where(valid, fp, fingerprint64([missing])[0])
+        missing = _EMPTY_FINGERPRINT if is_string_type(values.type) or pa.types.is_null(values.type) else _MINUS_ONE_FINGERPRINT
+        fp = np.where(valid, fp, missing)
     return fp
 
 

@@ -80,13 +80,18 @@ class Chunk:
         index = bisect.bisect_right([o.chunk_row for o in self.origins], row) - 1
         return self.origins[max(index, 0)]
 
-    def locate(self, row: int) -> str:
-        """'<file>, row <global row>' for a chunk-relative row."""
+    def source_of(self, row: int) -> tuple[str | None, int]:
+        """(file or input name, global row) of a chunk-relative row; the name is None without origins."""
         row = self.original_row(row)
         if not self.origins:
-            return f"row {row}"
+            return None, row
         origin = self._origin(row)
-        return f"{origin.source}, row {origin.global_row + row - origin.chunk_row}"
+        return origin.source, origin.global_row + row - origin.chunk_row
+
+    def locate(self, row: int) -> str:
+        """'<file>, row <global row>' for a chunk-relative row."""
+        source, global_row = self.source_of(row)
+        return f"row {global_row}" if source is None else f"{source}, row {global_row}"
 
     def position_at(self, row: int) -> dict | None:
         """JSON-ready input position just before chunk-relative ``row`` (``n_rows``: after the chunk)."""
