@@ -124,46 +124,78 @@ def train_steps(col_indptr, slots, values, labels, example_weights, step_bounds,
                 hash_slots, hash_index, touched, touched_bucket, grad, logits, dz, step_losses):
     """Run steps ``[step_begin, step_end)`` of a chunk; each step's loss uses pre-update weights.
 
-    col_indptr int64 (n_columns, n_rows + 1); slots int64, values float32 (nnz,);
-    labels float64 (n_rows,) (0..1 for sigmoid, class id for softmax); example_weights float32
-    (n_rows,); step_bounds int64 (n_steps + 1,) row offsets; table float32 (n_slots, n_parts,
-    units): weights at [:, 0], optimizer slots at [:, 1:] (one cache line per coordinate);
-    hparams float64; learning_rates float64 (n_steps,); hash_slots int64 (2**k,), all -1 on entry
-    and exit, 2**k >= 2 * capacity; hash_index int64 (2**k,); touched, touched_bucket int64
-    (capacity,) and grad float64 (capacity, units), capacity >= entries of a step + 1; logits
-    float64 (max step rows, units); dz float64 (units,); step_losses float64 (n_steps,), written.
+    col_indptr int64 (n_groups, n_rows + 1): group g of row r owns entries
+    ``col_indptr[g, r]:col_indptr[g, r + 1]`` (a group per column, or one row-major group);
+    slots int64, values float32 (nnz,); labels float64 (n_rows,) (0..1 for sigmoid, class id for
+    softmax); example_weights float32 (n_rows,); step_bounds int64 (n_steps + 1,) row offsets;
+    table float32 (n_slots, n_parts, units): weights at [:, 0], optimizer slots at [:, 1:] (one
+    cache line per coordinate); hparams float64; learning_rates float64 (n_steps,); hash_slots
+    int64 (2**k,), all -1 on entry and exit, 2**k >= 2 * capacity; hash_index int64 (2**k,);
+    touched, touched_bucket int64 (capacity,) and grad float64 (capacity, units), capacity >=
+    entries of a step + 1; logits float64 (max step rows, units), scratch; dz float64 (units,);
+    step_losses float64 (n_steps,), written.
+
+    A step walks group by group, each over the step's rows: a column's entries are read as one
+    stream, so column-major rows need no reordering. Every row sums its logit in group order and
+    every slot its gradient in row order, whatever the grouping, so results do not depend on it.
     """
     units = table.shape[2]
-    n_columns = col_indptr.shape[0]
+    n_groups = col_indptr.shape[0]
+    # Groups with exactly one entry in every row of these steps (single-valued columns) are walked
+    # without reading their per-row bounds.
+    one_per_row = np.ones(n_groups, dtype=np.bool_)
+    for g in range(n_groups):
+        for row in range(step_bounds[step_begin], step_bounds[step_end]):
+            if col_indptr[g, row + 1] - col_indptr[g, row] != 1:
+                one_per_row[g] = False
+                break
     for step in range(step_begin, step_end):
         row_begin, row_end = step_bounds[step], step_bounds[step + 1]
         n_rows = row_end - row_begin
-        for row in range(row_begin, row_end):
-            r = row - row_begin
+        for r in range(n_rows):
             for u in range(units):
                 logits[r, u] = table[bias_slot, 0, u]
-            for c in range(n_columns):
-                for k in range(col_indptr[c, row], col_indptr[c, row + 1]):
+        for g in range(n_groups):
+            first = col_indptr[g, row_begin]
+            if one_per_row[g]:
+                for r in range(n_rows):
+                    s = slots[first + r]
+                    for u in range(units):
+                        logits[r, u] += values[first + r] * table[s, 0, u]
+                continue
+            for r in range(n_rows):
+                for k in range(col_indptr[g, row_begin + r], col_indptr[g, row_begin + r + 1]):
                     s = slots[k]
                     for u in range(units):
                         logits[r, u] += values[k] * table[s, 0, u]
         bias, n_touched = _touch(bias_slot, hash_slots, hash_index, touched, touched_bucket, 0, units, grad)
         total_loss = 0.0
-        for row in range(row_begin, row_end):
-            r = row - row_begin
+        for r in range(n_rows):  # logits[r] becomes d loss / d logits[r], scaled
+            row = row_begin + r
             w = np.float64(example_weights[row])
             scale = w if reduce_sum else w / n_rows
             loss = loss_and_gradient(logits, r, labels[row], loss_kind, scale, dz)
             total_loss += w * loss
             for u in range(units):
                 grad[bias, u] += dz[u]
-            for c in range(n_columns):
-                for k in range(col_indptr[c, row], col_indptr[c, row + 1]):
+                logits[r, u] = dz[u]
+        for g in range(n_groups):
+            first = col_indptr[g, row_begin]
+            if one_per_row[g]:
+                for r in range(n_rows):
+                    p, n_touched = _touch(slots[first + r], hash_slots, hash_index, touched, touched_bucket,
+                                          n_touched, units, grad)
+                    v = np.float64(values[first + r])
+                    for u in range(units):
+                        grad[p, u] += v * logits[r, u]
+                continue
+            for r in range(n_rows):
+                for k in range(col_indptr[g, row_begin + r], col_indptr[g, row_begin + r + 1]):
                     p, n_touched = _touch(slots[k], hash_slots, hash_index, touched, touched_bucket, n_touched,
                                           units, grad)
                     v = np.float64(values[k])
                     for u in range(units):
-                        grad[p, u] += v * dz[u]
+                        grad[p, u] += v * logits[r, u]
         step_losses[step] = total_loss if reduce_sum else total_loss / n_rows
         lr = learning_rates[step]
         for p in range(n_touched):

@@ -74,17 +74,19 @@ def place_dense(values, slot_offset, out_row_indptr, out_slots, out_values, out_
 def add_logits(col_indptr, slots, values, table, bias_slot, row_begin, row_end, out):
     """out[r - row_begin] = bias + sum of values * weights[slots] over row r's entries.
 
-    col_indptr int64 (n_columns, n_rows + 1); slots int64 (nnz,); values float32 (nnz,);
-    table float32 (n_slots, n_parts, units), weights at [:, 0]; out float64
-    (>= row_end - row_begin, units), overwritten.
+    col_indptr int64 (n_groups, n_rows + 1) (a group per column, or one row-major group);
+    slots int64 (nnz,); values float32 (nnz,); table float32 (n_slots, n_parts, units), weights
+    at [:, 0]; out float64 (>= row_end - row_begin, units), overwritten. Walks group by group (one
+    stream per column); each row still sums its entries in group order.
     """
     units = table.shape[2]
     for row in range(row_begin, row_end):
-        r = row - row_begin
         for u in range(units):
-            out[r, u] = table[bias_slot, 0, u]
-        for c in range(col_indptr.shape[0]):
-            for k in range(col_indptr[c, row], col_indptr[c, row + 1]):
+            out[row - row_begin, u] = table[bias_slot, 0, u]
+    for g in range(col_indptr.shape[0]):
+        for row in range(row_begin, row_end):
+            r = row - row_begin
+            for k in range(col_indptr[g, row], col_indptr[g, row + 1]):
                 s = slots[k]
                 v = values[k]
                 for u in range(units):
@@ -131,7 +133,7 @@ def interleave_rows(col_indptr, slots, values, out_indptr, out_slots, out_values
 
     col_indptr int64 (n_columns, n_rows + 1); slots int64, values float32 (nnz,);
     out_indptr int64 (n_rows + 1,); out_slots int64, out_values float32 (nnz,), written.
-    The learn kernels then read each row's entries in one stream instead of one per column.
+    For steps of a few rows, where the learn kernel's per-column walk costs more than this pass.
     """
     n_columns = col_indptr.shape[0]
     n_rows = col_indptr.shape[1] - 1

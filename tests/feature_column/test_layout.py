@@ -80,7 +80,13 @@ def test_sparse_rows_by_hand_mean_combiner_and_empty_row_fill():
     rows = layout.sparse_rows(batch, combiner="mean")
     # Row 0: a, c, c -> three entries of 1/3 (a duplicate id counts twice). Row 1 is empty and
     # row 2's only value is out of vocabulary (id -1, pruned): both get one zero entry on slot 0.
-    # Entries are row-major: each row's columns in layout order, contiguous.
+    # By default, column-major: a group per column (tags, then x), each column's rows contiguous.
+    assert rows.col_indptr.tolist() == [[0, 3, 4, 5], [5, 6, 7, 8]]
+    assert rows.slots.tolist() == [0, 2, 2, 0, 0, 3, 3, 3]
+    np.testing.assert_allclose(rows.values, [1 / 3, 1 / 3, 1 / 3, 0, 0, 1.5, -2.0, 0.0], rtol=1e-7)
+    assert rows.n_rows == 3
+    # row_major: one group, each row's columns in layout order, contiguous.
+    rows = layout.sparse_rows(batch, combiner="mean", row_major=True)
     assert rows.col_indptr.tolist() == [[0, 4, 6, 8]]
     assert rows.slots.tolist() == [0, 2, 2, 3, 0, 3, 0, 3]
     np.testing.assert_allclose(rows.values, [1 / 3, 1 / 3, 1 / 3, 1.5, 0, -2.0, 0, 0.0], rtol=1e-7)
@@ -116,7 +122,7 @@ def _numeric_twin(column, features):
     return values.astype(np.float32)
 
 
-def sparse_rows_twin(layout, features, combiner):
+def sparse_rows_twin(layout, features, combiner, row_major):
     col_indptr, slots, values, base = [], [], [], 0
     for column, offset in zip(layout.columns, layout.offsets):
         if isinstance(column, fc.NumericColumn):
@@ -133,12 +139,14 @@ def sparse_rows_twin(layout, features, combiner):
         values.append(v)
         base += len(s)
     col_indptr, slots, values = np.array(col_indptr), np.concatenate(slots), np.concatenate(values)
-    # Row-major, as the learn kernel reads it: row r's entries of every column in layout order.
+    if not row_major:
+        return col_indptr, slots, values
+    # Row-major: row r's entries of every column in layout order.
     order = [k for r in range(col_indptr.shape[1] - 1) for c in range(col_indptr.shape[0])
              for k in range(col_indptr[c, r], col_indptr[c, r + 1])]
     indptr = np.zeros((1, col_indptr.shape[1]), dtype=np.int64)
     indptr[0, 1:] = np.cumsum(np.diff(col_indptr, axis=1).sum(axis=0))
-    return indptr, slots[order], values[order], col_indptr
+    return indptr, slots[order], values[order]
 
 
 tag = st.sampled_from(["a", "b", "c", "", "zz", "日本"])
@@ -164,21 +172,21 @@ def features(draw):
 
 
 @PROPERTY
-@given(features(), st.sampled_from(["sum", "mean", "sqrtn"]))
-def test_sparse_rows_matches_twin(feats, combiner):
+@given(features(), st.sampled_from(["sum", "mean", "sqrtn"]), st.booleans())
+def test_sparse_rows_matches_twin(feats, combiner, row_major):
     layout = Layout.build(COLUMNS)
-    rows = layout.sparse_rows(as_record_batch(feats), combiner=combiner)
-    want_indptr, want_slots, want_values, column_indptr = sparse_rows_twin(layout, feats, combiner)
+    rows = layout.sparse_rows(as_record_batch(feats), combiner=combiner, row_major=row_major)
+    want_indptr, want_slots, want_values = sparse_rows_twin(layout, feats, combiner, row_major)
     np.testing.assert_array_equal(rows.col_indptr, want_indptr)
     np.testing.assert_array_equal(rows.slots, want_slots)
     np.testing.assert_allclose(rows.values, want_values, rtol=1e-6)
     assert rows.slots.dtype == np.int64 and rows.values.dtype == np.float32
-    # Every slot lies inside its column's range; every categorical row has at least one entry.
-    # Within a row, columns appear in layout order, and every column has at least one entry
-    # (categorical ones through the empty-row fill).
+    # Every slot lies inside its column's range. Within a row, columns appear in layout order,
+    # and every column has at least one entry (categorical ones through the empty-row fill).
     starts = np.asarray(layout.offsets)
     for r in range(rows.n_rows):
-        row_slots = rows.slots[rows.col_indptr[0, r]:rows.col_indptr[0, r + 1]]
+        row_slots = np.concatenate([rows.slots[rows.col_indptr[g, r]:rows.col_indptr[g, r + 1]]
+                                    for g in range(rows.col_indptr.shape[0])])
         owners = np.searchsorted(starts, row_slots, side="right") - 1
         assert (np.diff(owners) >= 0).all()
         assert set(owners.tolist()) == set(range(len(layout.columns)))

@@ -29,20 +29,23 @@ def check_ids(column, ids: pa.Array, n_rows: int, target: str, reproducer: str) 
 
 def check_sparse_rows(layout: Layout, rows, n_rows: int, target: str, reproducer: str) -> None:
     col_indptr, slots, values = rows
+    n_groups = col_indptr.shape[0] if col_indptr.ndim == 2 else -1
     ok = expect(col_indptr.dtype == np.int64 and slots.dtype == np.int64 and values.dtype == np.float32
-                and col_indptr.shape == (1, n_rows + 1) and len(slots) == len(values),
+                and n_groups in (1, len(layout.columns)) and col_indptr.shape[1] == n_rows + 1
+                and len(slots) == len(values),
                 target, "malformed SparseRows", lambda: f"{col_indptr.shape} {slots.dtype} {values.dtype}: {reproducer}")
     if not ok:
         return
-    # Row-major: row r's entries are col_indptr[0, r]:col_indptr[0, r + 1], its columns in layout order.
-    indptr = col_indptr[0]
-    ok = (np.diff(indptr) >= 0).all() and indptr[0] == 0 and indptr[-1] == len(slots)
-    if not expect(ok, target, "malformed SparseRows", lambda: f"indptr {indptr}: {reproducer}"):
+    # Group g of row r is col_indptr[g, r]:col_indptr[g, r + 1]; the groups tile the entries in order.
+    flat = np.append(col_indptr[:, :-1].reshape(-1), col_indptr[-1, -1])
+    ok = (np.diff(flat) >= 0).all() and flat[0] == 0 and flat[-1] == len(slots) and (
+        (col_indptr[1:, 0] == col_indptr[:-1, -1]).all())
+    if not expect(ok, target, "malformed SparseRows", lambda: f"col_indptr {col_indptr}: {reproducer}"):
         return
     starts = np.asarray(layout.offsets)
     ends = starts + np.asarray([c.num_buckets for c in layout.columns])
     for r in range(n_rows):
-        row_slots = slots[indptr[r]:indptr[r + 1]]
+        row_slots = np.concatenate([slots[col_indptr[g, r]:col_indptr[g, r + 1]] for g in range(n_groups)])
         owners = np.searchsorted(starts, row_slots, side="right") - 1
         in_range = ((owners >= 0) & (row_slots < ends[np.clip(owners, 0, None)])).all()
         expect(in_range and (np.diff(owners) >= 0).all(), target, "slot out of range",
@@ -72,7 +75,10 @@ def test_sparse_rows_any_batch(data):
     sample = data.draw(S.record_batches(columns))
     combiner = data.draw(st.sampled_from(["sum", "mean", "sqrtn"]))
     reproducer = f"Layout.build({columns!r}).sparse_rows({sample.recipe}, {combiner!r})"
-    result = run_case("Layout.sparse_rows", lambda: layout.sparse_rows(sample.batch, combiner), reproducer)
+    row_major = data.draw(st.booleans())
+    reproducer = reproducer[:-1] + f", row_major={row_major})"
+    result = run_case("Layout.sparse_rows", lambda: layout.sparse_rows(sample.batch, combiner, row_major=row_major),
+                      reproducer)
     if not isinstance(result, Raised):
         check_sparse_rows(layout, result, sample.batch.num_rows, "Layout.sparse_rows", reproducer)
 

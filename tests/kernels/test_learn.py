@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from streamlin.kernels import learn as k
+from streamlin.kernels.sparse import interleave_rows
 from tests._shared import SHARED, requires_shared
 from tests.reference import learn as ref
 
@@ -273,6 +274,21 @@ def test_many_steps_per_call_equal_one_step_per_call(case, data):
     s = data.draw(st.integers(0, n_steps - 1))
     e = data.draw(st.integers(s + 1, n_steps))
     assert_state_close(run_kernel(case, s, e), run_twin(case, s, e))
+
+
+@settings(PROPERTY, max_examples=100)
+@given(training_cases())
+def test_row_major_and_column_major_entries_train_identically(case):
+    """The estimator hands the kernel a group per column, or (small steps) one row-major group;
+    columns own disjoint slots, so both give the same bits."""
+    n_rows = case["col_indptr"].shape[1] - 1
+    indptr = np.empty(n_rows + 1, dtype=np.int64)
+    slots = np.empty_like(case["slots"])
+    values = np.empty_like(case["values"])
+    interleave_rows(case["col_indptr"], case["slots"], case["values"], indptr, slots, values)
+    row_major = dict(case, col_indptr=indptr[None, :], slots=slots, values=values)
+    for a, b in zip(run_kernel(case), run_kernel(row_major)):
+        np.testing.assert_array_equal(a, b)
 
 
 def _one_row_case(slots, values, *, n_slots, label=0.0, example_weight=2.0, optimizer=k.OPTIMIZER_FTRL,
