@@ -287,7 +287,7 @@ def render(report) -> str:
         L.append("")
         L.append("| stage | rows | rows/s | CPU s | what |")
         L.append("|---|---:|---:|---:|---|")
-        for k in ("read_parquet", "read_csv", "read_transform", "learn", "train_fixed_cost"):
+        for k in ("read_parquet", "read_csv", "read_transform", "transform_public", "learn", "train_fixed_cost"):
             if k in s:
                 what = s[k]["what"]
                 if s[k].get("rows_per_s_net_of_fixed_cost"):

@@ -1,4 +1,5 @@
-"""streamlin, through its public API only (``API.md``).
+"""streamlin, through its public API (``API.md``); the feature-stage limit alone calls the estimator's
+internal feature stage, since that is the stage the pipeline runs.
 
 Modes (``spec["mode"]``):
 
@@ -6,8 +7,9 @@ Modes (``spec["mode"]``):
   evaluate and predict on the test file, in a throw-away model_dir; reported as ``compile_s``), then
   one timed ``train()`` pass over the training file(s) from disk, then the test metrics.
 * ``stages``: the stage limits, each timed apart over the same training Parquet file:
-  ``read`` (pyarrow alone, Parquet and CSV), ``read+transform`` (Parquet batches through the public
-  ``feature_column.transform`` of every hashed/crossed column and the numeric normalizer), and
+  ``read`` (pyarrow alone, Parquet and CSV), ``read+transform`` (the library's Parquet chunks through
+  the estimator's own feature stage, ``LinearClassifier._prepare``, alone on one thread; also
+  ``transform_public``: the public ``feature_column.transform`` column by column, informative), and
   ``learn`` (``train()`` over the pre-hashed ids held in memory: ``numpy_input_fn`` into
   ``categorical_column_with_identity`` columns of the same sizes and pre-transformed numerics, so
   no reading and no hashing).
@@ -186,7 +188,30 @@ def run_stages(spec, tmp):
         stages["read_csv"] = {"rows": n, "s": t.wall, "cpu_s": t.cpu, "rows_per_s": n / t.wall,
                               "what": "pyarrow.csv.open_csv streaming, typed columns"}
 
-    # read + transform (hashing, crosses, numeric normalizer) through feature_column.transform
+    # read + feature stage, as train() runs it in its read-ahead thread (here on the calling thread):
+    # the library's Parquet chunks through LinearClassifier's feature stage (hashing from Arrow
+    # buffers, crosses, normalizer, the kernels' column-major entries, labels and weights)
+    from streamlin.inputs import iter_chunks
+    probe = estimator(feature_columns(hp), hp, os.path.join(tmp, "feature_stage"))
+    columns = probe._needed_columns()
+    for chunk in iter_chunks(input_fn("parquet", spec["data"]["test"]["parquet"], bs), columns, 4096):
+        probe._prepare(chunk, True)  # compile
+        break
+    with common.Timer() as t:
+        n = 0
+        for chunk in iter_chunks(input_fn("parquet", spec["data"]["train"]["parquet"], bs), columns,
+                                 probe.config.chunk_rows):
+            probe._prepare(chunk, True)
+            n += chunk.n_rows
+    stages["read_transform"] = {
+        "rows": n, "s": t.wall, "cpu_s": t.cpu, "rows_per_s": n / t.wall,
+        "what": f"the feature stage train() runs ahead of the learner, alone on one thread: "
+                f"parquet_input_fn chunks of {probe.config.chunk_rows:,} rows -> hashing, crosses, "
+                "normalizer, column-major entries, labels (LinearClassifier._prepare)"}
+    del probe
+
+    # read + transform through the public feature_column.transform, column by column (also keeps
+    # the ids the learn-only stage trains on)
     cols = feature_columns(hp)
     numeric = cols[:len(common.NUMERIC)]
     hashed = cols[len(common.NUMERIC):]
@@ -213,11 +238,12 @@ def run_stages(spec, tmp):
                 labels.append(b.column("label").to_numpy()[:m])
             n += b.num_rows
     del numeric
-    stages["read_transform"] = {
+    stages["transform_public"] = {
         "rows": n, "s": t.wall, "cpu_s": t.cpu, "rows_per_s": n / t.wall,
         "compile_s": t_warm.wall,
         "what": "Parquet batches of 65,536 + feature_column.transform of the 29 hashed/crossed "
-                "columns + log1p numerics (public API; includes keeping the ids for 'learn')"}
+                "columns + log1p numerics (public API, per column; includes keeping the ids for "
+                "'learn'; informative, not the pipeline's path)"}
 
     # learn only: pre-hashed ids in memory
     x = {k: np.concatenate(v) for k, v in kept.items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,7 +27,7 @@ from streamlin.checkpoint import store
 from streamlin.config import RunConfig, WarmStartSettings
 from streamlin.errors import ConfigError, InputError, MissingFeatureError
 from streamlin.feature_column.columns import NumericColumn
-from streamlin.feature_column.layout import COMBINERS, Layout, SparseRows
+from streamlin.feature_column.layout import COMBINERS, EntryBuffers, Layout, SparseRows
 from streamlin.feature_column.transform import get_feature
 from streamlin.heads import Head
 from streamlin.inputs import Chunk, StreamingInputFn, iter_chunks
@@ -54,6 +55,26 @@ class _Prepared:
     rows: SparseRows
     labels: np.ndarray | None      # float64 (n_rows,)
     weights: np.ndarray            # float32 (n_rows,)
+    buffers: EntryBuffers | None = None  # what ``rows`` live in, when borrowed from a pool
+
+
+class _BufferPool:
+    """EntryBuffers handed from the feature stage to the learner and back (thread-safe). As many
+    exist as chunks are in flight (read-ahead depth + 2), so training allocates no entries."""
+
+    def __init__(self) -> None:
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+
+    def acquire(self) -> EntryBuffers:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            return EntryBuffers()
+
+    def release(self, prepared: _Prepared) -> None:
+        if prepared.buffers is not None:
+            self._free.put(prepared.buffers)
+            prepared.buffers = None
 
 
 class LinearClassifier:
@@ -189,11 +210,13 @@ class LinearClassifier:
             keys.append(self._weight_column)
         return keys
 
-    def _prepare(self, chunk: Chunk, need_labels: bool, bad_rows: _BadRows | None = None) -> _Prepared | None:
-        """The feature stage; under a skip/log policy, rows that fail validation are dropped."""
+    def _prepare(self, chunk: Chunk, need_labels: bool, bad_rows: _BadRows | None = None,
+                 buffers: EntryBuffers | None = None) -> _Prepared | None:
+        """The feature stage; under a skip/log policy, rows that fail validation are dropped.
+        ``buffers``: where to write the entries (else new arrays)."""
         while True:
             try:
-                return self._prepare_rows(chunk, need_labels)
+                return self._prepare_rows(chunk, need_labels, buffers)
             except InputError as exc:
                 if bad_rows is None or exc.rows is None or not len(exc.rows):
                     raise
@@ -202,10 +225,10 @@ class LinearClassifier:
                 if chunk.n_rows == 0:
                     return None
 
-    def _prepare_rows(self, chunk: Chunk, need_labels: bool) -> _Prepared:
+    def _prepare_rows(self, chunk: Chunk, need_labels: bool, buffers: EntryBuffers | None) -> _Prepared:
         source = chunk.source_of(0)[0] or "input"
         try:
-            return self._prepare_located(chunk, need_labels)
+            return self._prepare_located(chunk, need_labels, buffers)
         except MissingFeatureError as exc:
             raise MissingFeatureError(f"{source}: {exc}") from None
         except InputError as exc:  # messages without a row (a column's type) still name the file
@@ -213,10 +236,10 @@ class LinearClassifier:
                 raise
             raise InputError(f"{source}: {exc}", rows=exc.rows) from None
 
-    def _prepare_located(self, chunk: Chunk, need_labels: bool) -> _Prepared:
+    def _prepare_located(self, chunk: Chunk, need_labels: bool, buffers: EntryBuffers | None) -> _Prepared:
         n_steps = max(1, len(chunk.step_bounds) - 1)
         row_major = chunk.n_rows < ROW_MAJOR_BELOW_ROWS_PER_STEP * n_steps
-        rows = self._layout.sparse_rows(chunk.features, self._sparse_combiner, chunk.locate, row_major)
+        rows = self._layout.sparse_rows(chunk.features, self._sparse_combiner, chunk.locate, row_major, buffers)
         labels = None
         if need_labels:
             if chunk.labels is None:
@@ -225,7 +248,7 @@ class LinearClassifier:
                     " (features, labels) pairs from input_fn).")
             labels = self._head.encode_labels(chunk.labels, chunk.locate, chunk.label_key or "label")
         weights = self._example_weights(chunk) if need_labels else np.ones(chunk.n_rows, dtype=np.float32)
-        return _Prepared(chunk, rows, labels, weights)
+        return _Prepared(chunk, rows, labels, weights, buffers)
 
     def _example_weights(self, chunk: Chunk) -> np.ndarray:
         n = chunk.n_rows
@@ -245,10 +268,21 @@ class LinearClassifier:
         return values.astype(np.float32)
 
     def _prepared_chunks(self, input_fn: Callable, need_labels: bool, start: dict | None = None,
-                         bad_rows: _BadRows | None = None) -> ReadAhead:
-        """Prepared chunks, read and hashed in a background thread that starts now."""
+                         bad_rows: _BadRows | None = None, pool: _BufferPool | None = None) -> ReadAhead:
+        """Prepared chunks, read and hashed in a background thread that starts now. With ``pool``,
+        entries are written into its buffers; the consumer releases each chunk back to it."""
         chunks = iter_chunks(input_fn, self._needed_columns(need_labels), self._config.chunk_rows, start)
-        return ReadAhead(chunks, lambda chunk: self._prepare(chunk, need_labels, bad_rows))
+        if pool is None:
+            return ReadAhead(chunks, lambda chunk: self._prepare(chunk, need_labels, bad_rows))
+
+        def stage(chunk: Chunk) -> _Prepared | None:
+            buffers = pool.acquire()
+            prepared = self._prepare(chunk, need_labels, bad_rows, buffers)
+            if prepared is None:
+                pool.release(_Prepared(chunk, None, None, None, buffers))
+            return prepared
+
+        return ReadAhead(chunks, stage)
 
     def _resume_position(self, input_fn: Callable) -> dict | None:
         """Where a built-in maker's input resumes (RunConfig(resume_input=True)), or None: the
@@ -280,8 +314,9 @@ class LinearClassifier:
             return self._config.train_distribute.train(self, input_fn, hooks=hooks, steps=steps, max_steps=max_steps)
         store.cleanup_leftovers(self._model_dir)
         bad_rows = _BadRows.for_input(input_fn)
+        pool = _BufferPool()
         # Reading and hashing start now, overlapping the model's set-up and first snapshot.
-        with self._prepared_chunks(input_fn, True, self._resume_position(input_fn), bad_rows) as prepared:
+        with self._prepared_chunks(input_fn, True, self._resume_position(input_fn), bad_rows, pool) as prepared:
             state = self._initial_state()
             if max_steps is not None and state.global_step >= max_steps:
                 log.info("skipping training: global_step %d already reached max_steps %d", state.global_step,
@@ -298,7 +333,9 @@ class LinearClassifier:
             loop = _TrainLoop(self, state, target, hooks, identity)
             try:
                 for chunk in prepared:
-                    if loop.run_chunk(chunk):
+                    done = loop.run_chunk(chunk)
+                    pool.release(chunk)
+                    if done:
                         break
             finally:
                 loop.close()

@@ -79,6 +79,27 @@ class SparseRows(NamedTuple):
         return self.col_indptr.shape[1] - 1
 
 
+class EntryBuffers:
+    """The arrays a chunk's ``SparseRows`` are written into, reused chunk after chunk: steady
+    streaming allocates nothing (no page faults, no allocator churn). Grown, with headroom, when a
+    chunk needs more; a chunk's rows stay valid until the buffers are handed to the next chunk."""
+
+    def __init__(self) -> None:
+        self._indptr = np.empty(0, dtype=np.int64)
+        self._slots = np.empty(0, dtype=np.int64)
+        self._values = np.empty(0, dtype=np.float32)
+
+    def take(self, n_groups: int, n_rows: int, nnz: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Views: col_indptr int64 (n_groups, n_rows + 1), slots int64 (nnz,), values float32 (nnz,)."""
+        size = n_groups * (n_rows + 1)
+        if self._indptr.size < size:
+            self._indptr = np.empty(size + size // 4, dtype=np.int64)
+        if self._slots.size < nnz:
+            self._slots = np.empty(nnz + nnz // 4, dtype=np.int64)
+            self._values = np.empty(nnz + nnz // 4, dtype=np.float32)
+        return self._indptr[:size].reshape(n_groups, n_rows + 1), self._slots[:nnz], self._values[:nnz]
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where each column's weights live in the flat table of shape (n_slots, units)."""
@@ -125,14 +146,14 @@ class Layout:
         out.append((BIAS_VARIABLE, self.bias_slot, self.n_slots))
         return out
 
-    def sparse_rows(self, batch: pa.RecordBatch, combiner: str = "sum",
-                    locate: Locate = _default_locate, row_major: bool = False) -> SparseRows:
+    def sparse_rows(self, batch: pa.RecordBatch, combiner: str = "sum", locate: Locate = _default_locate,
+                    row_major: bool = False, out: EntryBuffers | None = None) -> SparseRows:
         """Map one record batch to entries of the flat table: a group per column, in layout order.
 
         Categorical columns are scaled by ``combiner`` and an empty row gets a zero entry on the
         column's row 0 (TF's empty-row fill); numeric columns give their values densely.
         ``row_major``: reorder into one group (each row's entries contiguous), which learns faster
-        when steps are a few rows each.
+        when steps are a few rows each. ``out``: buffers to write the result into (else new arrays).
         """
         n = batch.num_rows
         parts: list = []
@@ -150,9 +171,12 @@ class Layout:
                 total += n
             else:
                 total += len(part.ids) + int(np.count_nonzero(np.diff(part.indptr) == 0))
-        col_indptr = np.empty((len(parts), n + 1), dtype=np.int64)
-        slots = np.empty(total, dtype=np.int64)
-        values = np.empty(total, dtype=np.float32)
+        if out is not None and not row_major:
+            col_indptr, slots, values = out.take(len(parts), n, total)
+        else:
+            col_indptr = np.empty((len(parts), n + 1), dtype=np.int64)
+            slots = np.empty(total, dtype=np.int64)
+            values = np.empty(total, dtype=np.float32)
         code = COMBINERS[combiner]
         position = 0
         empty_weights = np.empty(0, dtype=np.float32)
@@ -170,8 +194,11 @@ class Layout:
                                         has_weights, code, offset, True, col_indptr[c], slots, values, position)
         if not row_major:
             return SparseRows(col_indptr, slots, values)
-        indptr = np.empty((1, n + 1), dtype=np.int64)
-        row_slots = np.empty(total, dtype=np.int64)
-        row_values = np.empty(total, dtype=np.float32)
+        if out is not None:
+            indptr, row_slots, row_values = out.take(1, n, total)
+        else:
+            indptr = np.empty((1, n + 1), dtype=np.int64)
+            row_slots = np.empty(total, dtype=np.int64)
+            row_values = np.empty(total, dtype=np.float32)
         interleave_rows(col_indptr, slots, values, indptr[0], row_slots, row_values)
         return SparseRows(indptr, row_slots, row_values)
