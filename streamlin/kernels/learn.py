@@ -21,7 +21,7 @@ HP_L1, HP_L2, HP_LR_POWER, HP_L2_SHRINKAGE, HP_BETA = 0, 1, 2, 3, 4
 HP_EPSILON = 0
 
 
-@kernel()
+@kernel(inline=True)
 def ftrl_update(w, n, z, g, lr, l1, l2, lr_power, l2_shrinkage):
     """TF's ApplyFtrlV2 on one coordinate (float64 in, (w, n, z) out); ``beta`` already in ``l2``."""
     g_shrunk = g + 2.0 * l2_shrinkage * w if l2_shrinkage > 0.0 else g
@@ -43,7 +43,7 @@ def ftrl_update(w, n, z, g, lr, l1, l2, lr_power, l2_shrinkage):
     return w_new, n_new, z_new
 
 
-@kernel()
+@kernel(inline=True)
 def apply_update(optimizer, hparams, lr, slot, grad, row, table):
     """Update row ``slot`` of the table (weights at [:, 0], slots after) with ``grad[row]`` (float64)."""
     for u in range(table.shape[2]):
