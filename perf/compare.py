@@ -1,9 +1,8 @@
 """streamlin against Vowpal Wabbit, scikit-learn and river on the same Criteo-shaped data.
 
-    python -m perf.compare --rows 1000000                # everything, from /work/main (repo root)
+    python -m perf.compare --rows 1000000    # everything (+ RSS at 10M rows), from the repo root
     python -m perf.compare --rows 200000 --only streamlin-parquet vw
-    python -m perf.compare --rows 1000000 --reuse-data --skip river
-    python -m perf.compare --rows 1000000 --scaling-rows 10000000   # + RSS at 10M rows
+    python -m perf.compare --rows 1000000 --reuse-data --skip river --scaling-rows 0
 
 Generates the data once (``datasets/make_synthetic.py``: train + held-out test, Parquet, CSV and
 VW text) into ``perf/data/``, then runs every peer as its own child process, one after the other,
@@ -381,9 +380,9 @@ def parse_args(argv):
                          "peer (default: this one; the peer is skipped where TF does not import)")
     ap.add_argument("--tf-rows", type=int, default=0,
                     help="the tf peer trains on this many rows (default 0: all)")
-    ap.add_argument("--scaling-rows", type=int, default=0,
-                    help="also run streamlin-parquet on a set of this many rows (e.g. 10000000) "
-                         "to compare its peak RSS")
+    ap.add_argument("--scaling-rows", type=int, default=None,
+                    help="also run streamlin-parquet on a set of this many rows to compare its peak "
+                         "RSS (default: 10 x --rows, unless --only is given; its data is generated once; 0 skips it)")
     ap.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
                     help=f"override a hyper-parameter ({', '.join(common.DEFAULT_HPARAMS)})")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per peer (default 3600)")
@@ -433,6 +432,8 @@ def main(argv=None):
             spec["stage_rows"] = min(a.rows, 2_000_000)
         results.append(run_peer(n, spec, work, a.timeout,
                                 python=a.tf_python if n == "tf" else None))
+    if a.scaling_rows is None:
+        a.scaling_rows = 0 if a.only else 10 * a.rows
     if a.scaling_rows and "streamlin-parquet" in run_names:
         big = ensure_data(a.scaling_rows, a.test_rows, a.seed, formats=("parquet",),
                           reuse=True, base=a.data_dir)
