@@ -15,10 +15,12 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from streamlin.errors import ConfigError
+from streamlin._arrow import valid_mask
+from streamlin.errors import ConfigError, InputError
 from streamlin.feature_column.columns import ALL_COLUMNS, HashedCategoricalColumn, NumericColumn
 from streamlin.feature_column.transform import Locate, _default_locate, categorical_ids, numeric_values
 from streamlin.hashing import arrow_string_buffers
+from streamlin.kernels.hashing import hash_buckets_strings
 from streamlin.kernels.sparse import (
     COMBINER_MEAN,
     COMBINER_SQRTN,
@@ -26,6 +28,7 @@ from streamlin.kernels.sparse import (
     interleave_rows,
     place_column,
     place_dense,
+    place_dictionary_buckets,
     place_hashed_strings,
 )
 
@@ -43,11 +46,26 @@ class _DenseStrings(NamedTuple):
     num_buckets: int
 
 
+class _DictionaryStrings(NamedTuple):
+    """A hash-bucket column over a flat dictionary-encoded string array (Parquet's dictionary pages,
+    read as such): the dictionary is hashed once, rows are placed by their indices."""
+
+    key: str
+    indices: np.ndarray          # int32 or int64 (n_rows,)
+    valid: np.ndarray | None     # bool (n_rows,)
+    buckets: np.ndarray          # int64 (n_dictionary,), -1 for '' or a null entry
+
+
 _NO_VALID = np.ones(0, dtype=np.bool_)
 
 
-def _dense_strings(column, batch: pa.RecordBatch) -> _DenseStrings | None:
-    """The fast path's inputs, when ``column`` hashes a flat string/binary feature; else None."""
+def _is_flat_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _dense_strings(column, batch: pa.RecordBatch) -> _DenseStrings | _DictionaryStrings | None:
+    """The fast path's inputs, when ``column`` hashes a flat (or dictionary-encoded) string/binary
+    feature; else None."""
     if not isinstance(column, HashedCategoricalColumn):
         return None
     index = batch.schema.get_field_index(column.key)
@@ -55,10 +73,30 @@ def _dense_strings(column, batch: pa.RecordBatch) -> _DenseStrings | None:
         return None  # the general path raises the MissingFeatureError
     array = batch.column(index)
     t = array.type
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+    if pa.types.is_dictionary(t) and _is_flat_string(t.value_type):
+        return _dictionary_strings(column, array)
+    if not _is_flat_string(t):
         return None
     data, offsets, valid = arrow_string_buffers(array)
     return _DenseStrings(data, offsets, valid, column.hash_bucket_size)
+
+
+def _dictionary_strings(column, array: pa.DictionaryArray) -> _DictionaryStrings:
+    data, offsets, entry_valid = arrow_string_buffers(array.dictionary)
+    buckets = np.empty(len(array.dictionary), dtype=np.int64)
+    hash_buckets_strings(data, offsets, np.int64(column.hash_bucket_size), buckets)
+    buckets[np.diff(offsets) == 0] = -1  # '': TF's dense missing value
+    if entry_valid is not None:
+        buckets[~entry_valid] = -1
+    indices = array.indices
+    if len(indices) == 0:
+        raw = np.empty(0, dtype=np.int64)
+    else:  # zero-copy, nulls included (their slots hold any value; the kernel skips them)
+        dtype = np.dtype(indices.type.to_pandas_dtype())
+        raw = np.frombuffer(indices.buffers()[1], dtype=dtype, count=indices.offset + len(indices))[indices.offset:]
+    if raw.dtype not in (np.int32, np.int64):
+        raw = raw.astype(np.int64)
+    return _DictionaryStrings(column.key, raw, valid_mask(array), buckets)
 
 
 class SparseRows(NamedTuple):
@@ -167,7 +205,7 @@ class Layout:
         for part in parts:
             if isinstance(part, np.ndarray):
                 total += part.size
-            elif isinstance(part, _DenseStrings):
+            elif isinstance(part, (_DenseStrings, _DictionaryStrings)):
                 total += n
             else:
                 total += len(part.ids) + int(np.count_nonzero(np.diff(part.indptr) == 0))
@@ -188,6 +226,14 @@ class Layout:
                 position = place_hashed_strings(part.data, part.offsets, part.valid if has_valid else _NO_VALID,
                                                 has_valid, part.num_buckets, offset, col_indptr[c], slots, values,
                                                 position)
+            elif isinstance(part, _DictionaryStrings):
+                has_valid = part.valid is not None
+                position, bad = place_dictionary_buckets(part.indices, part.valid if has_valid else _NO_VALID,
+                                                         has_valid, part.buckets, offset, col_indptr[c], slots,
+                                                         values, position)
+                if bad:
+                    raise InputError(f"feature {part.key!r}: {bad} dictionary indices lie outside the dictionary;"
+                                     " the data is corrupt.")
             else:
                 has_weights = part.weights is not None
                 position = place_column(part.indptr, part.ids, part.weights if has_weights else empty_weights,

@@ -202,8 +202,9 @@ def numeric_values(column: NumericColumn, batch: pa.RecordBatch, locate: Locate 
     t = raw.values.type
     if pa.types.is_dictionary(t) or not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
                                           or pa.types.is_decimal(t) or pa.types.is_null(t)):
+        shown = f"{t.value_type} (dictionary-encoded)" if pa.types.is_dictionary(t) else t
         raise InputError(
-            f"feature {column.key!r} of numeric_column must hold numbers; found {t}. Use a categorical"
+            f"feature {column.key!r} of numeric_column must hold numbers; found {shown}. Use a categorical"
             " column for strings, or cast the column (csv_input_fn(column_types=...)).")
     counts = np.diff(raw.indptr)
     if n and not (counts == dim).all():

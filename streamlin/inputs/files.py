@@ -59,13 +59,35 @@ def check_columns(path: str, present: Sequence[str], columns: Sequence[str] | No
             f" {', '.join(repr(n) for n in present) or 'no columns'}. Rename it in the data or change the column's key.")
 
 
+def _dictionary_columns(parquet: pq.ParquetFile, names: Sequence[str]) -> list[str]:
+    """Of ``names``, the flat string/binary columns whose first row group is dictionary-encoded.
+
+    Read as DictionaryArrays, they decode without materialising every string, and the feature stage
+    hashes each distinct value once per chunk (about 2x less CPU for Criteo-like columns).
+    """
+    if parquet.metadata.num_row_groups == 0:
+        return []
+    group = parquet.metadata.row_group(0)
+    paged = {group.column(j).path_in_schema for j in range(group.num_columns) if group.column(j).has_dictionary_page}
+    schema = parquet.schema_arrow
+    flat_strings = {field.name for field in schema if pa.types.is_string(field.type) or pa.types.is_binary(field.type)
+                    or pa.types.is_large_string(field.type) or pa.types.is_large_binary(field.type)}
+    return [name for name in names if name in paged and name in flat_strings]
+
+
 def parquet_batches(path: str, batch_rows: int, columns: Sequence[str] | None,
                     optional: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+    """Batches of ``columns`` (all if None); dictionary-encoded string features stay dictionaries
+    (not ``optional`` ones such as the label)."""
     try:
         parquet = pq.ParquetFile(path, pre_buffer=False)
         names = set(parquet.schema_arrow.names)
         check_columns(path, parquet.schema_arrow.names, columns, optional)
         wanted = [c for c in columns if c in names] if columns is not None else None
+        features = [c for c in (wanted if wanted is not None else parquet.schema_arrow.names) if c not in optional]
+        dictionary = _dictionary_columns(parquet, features)
+        if dictionary:
+            parquet = pq.ParquetFile(path, pre_buffer=False, read_dictionary=dictionary)
         yield from parquet.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=True)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise InputError(f"{path}: cannot be read as Parquet ({exc}). The file may be truncated or not Parquet.") from None

@@ -128,6 +128,41 @@ def place_hashed_strings(data, offsets, valid, has_valid, num_buckets, slot_offs
 
 
 @kernel()
+def place_dictionary_buckets(indices, valid, has_valid, dictionary_buckets, slot_offset, out_row_indptr, out_slots,
+                             out_values, out_start):
+    """Place a flat dictionary-encoded column whose dictionary is already bucketed: one entry per row.
+
+    indices int32 or int64 (n_rows,); valid bool (n_rows,) (read if has_valid);
+    dictionary_buckets int64 (n_dictionary,): each entry's bucket, -1 for a missing value ('' or
+    null). A null row or a missing value gets the empty-row entry (slot_offset, 0.0), else
+    (slot_offset + bucket, 1.0). Returns (end offset, rows whose index lies outside the
+    dictionary: placed as missing, for the caller to report).
+    """
+    n_rows = indices.shape[0]
+    n_dictionary = dictionary_buckets.shape[0]
+    pos = out_start
+    bad = 0
+    for row in range(n_rows):
+        out_row_indptr[row] = pos
+        bucket = -1
+        if not has_valid or valid[row]:
+            index = np.int64(indices[row])
+            if 0 <= index < n_dictionary:
+                bucket = dictionary_buckets[index]
+            else:
+                bad += 1
+        if bucket < 0:
+            out_slots[pos] = slot_offset
+            out_values[pos] = 0.0
+        else:
+            out_slots[pos] = slot_offset + bucket
+            out_values[pos] = 1.0
+        pos += 1
+    out_row_indptr[n_rows] = pos
+    return pos, bad
+
+
+@kernel()
 def interleave_rows(col_indptr, slots, values, out_indptr, out_slots, out_values):
     """Reorder column-major entries row-major: row r's entries of every column, contiguous.
 

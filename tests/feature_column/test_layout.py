@@ -218,3 +218,31 @@ def test_sparse_rows_flat_string_nulls_are_missing_even_over_bytes():
     assert rows.slots.tolist() == [fp[0], 0, 0, fp[1]]
     assert rows.values.tolist() == [1.0, 0.0, 0.0, 1.0]
     assert fc.transform(column, {"site": values}).to_pylist() == [[fp[0]], [], [], [fp[1]]]
+
+
+# --- dictionary-encoded strings (Parquet dictionary pages are read as such) ----------------------
+@PROPERTY
+@given(features(), st.booleans(), st.integers(0, 3), st.sampled_from(["mask", "encode"]))
+def test_dictionary_encoded_strings_place_as_the_plain_strings(feats, row_major, start, null_encoding):
+    """Hashing the dictionary once and placing rows by index gives the plain column's entries:
+    nulls, '' and null dictionary entries are missing; slices keep their offset."""
+    import pyarrow.compute as pc
+
+    layout = Layout.build(COLUMNS)
+    plain = as_record_batch(feats)
+    start = min(start, plain.num_rows - 1)
+    site = pc.dictionary_encode(plain.column("site"), null_encoding=null_encoding)
+    encoded = plain.set_column(plain.schema.get_field_index("site"), "site", site)
+    want = layout.sparse_rows(plain.slice(start), row_major=row_major)
+    got = layout.sparse_rows(encoded.slice(start), row_major=row_major)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dictionary_index_outside_the_dictionary_is_an_input_error():
+    from streamlin.errors import InputError
+
+    bad = pa.DictionaryArray.from_arrays(pa.array([0, 5, 1], type=pa.int32()), pa.array(["a", "b"]), safe=False)
+    layout = Layout.build([hashed("site", 10)])
+    with pytest.raises(InputError, match="'site'.*outside the dictionary"):
+        layout.sparse_rows(pa.RecordBatch.from_arrays([bad], names=["site"]))
