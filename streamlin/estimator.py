@@ -533,7 +533,7 @@ class _TrainLoop:
                 return True
             for hook in self.step_hooks:
                 getattr(hook, "before_step", lambda s: None)(state.global_step)
-            train_steps(rows.col_indptr, rows.slots, rows.values, prepared.labels, prepared.weights, bounds,
+            train_steps(rows.col_indptr, rows.slots, rows.values, rows.one_per_row, prepared.labels, prepared.weights, bounds,
                         step, step + n, est._layout.bias_slot, state.table, optimizer.code, self.hparams,
                         learning_rates, head.loss_kind, head.reduce_sum, *self.scratch.kernel_arguments(), losses)
             state.global_step += n

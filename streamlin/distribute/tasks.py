@@ -57,7 +57,8 @@ def train_round(model, input_fn, plan: Plan, table: np.ndarray, epoch: int, work
             n_steps = len(bounds) - 1
             scratch.fit(prepared.rows, bounds)
             losses = np.zeros(n_steps, dtype=np.float64)
-            train_steps(prepared.rows.col_indptr, prepared.rows.slots, prepared.rows.values, prepared.labels,
+            train_steps(prepared.rows.col_indptr, prepared.rows.slots, prepared.rows.values,
+                        prepared.rows.one_per_row, prepared.labels,
                         prepared.weights, bounds, 0, n_steps, model._layout.bias_slot, state, optimizer.code, hparams,
                         learning_rates[steps:steps + n_steps], head.loss_kind, head.reduce_sum,
                         *scratch.kernel_arguments(), losses)

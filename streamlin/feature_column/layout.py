@@ -105,12 +105,15 @@ class SparseRows(NamedTuple):
     col_indptr int64 (n_groups, n_rows + 1): group g of row r owns entries
     ``col_indptr[g, r]:col_indptr[g, r + 1]``; slots int64 (nnz,); values float32 (nnz,).
     ``Layout.sparse_rows`` gives a group per column (column-major: each column's entries
-    contiguous), or one row-major group; the kernels accept either.
+    contiguous), or one row-major group; the kernels accept either. ``one_per_row`` bool
+    (n_groups,): the group has exactly one entry in every row (single-valued columns), which the
+    learn kernel walks without reading per-row bounds; empty when not known.
     """
 
     col_indptr: np.ndarray
     slots: np.ndarray
     values: np.ndarray
+    one_per_row: np.ndarray = np.zeros(0, dtype=np.bool_)  # bool (n_groups,), or empty: unknown
 
     @property
     def n_rows(self) -> int:
@@ -218,7 +221,14 @@ class Layout:
         code = COMBINERS[combiner]
         position = 0
         empty_weights = np.empty(0, dtype=np.float32)
+        one_per_row = np.empty(len(parts), dtype=np.bool_)
         for c, (part, offset) in enumerate(zip(parts, self.offsets)):
+            if isinstance(part, np.ndarray):
+                one_per_row[c] = part.shape[1] == 1
+            elif isinstance(part, (_DenseStrings, _DictionaryStrings)):
+                one_per_row[c] = True
+            else:  # an empty row gets one fill entry
+                one_per_row[c] = bool((np.diff(part.indptr) <= 1).all())
             if isinstance(part, np.ndarray):
                 position = place_dense(part, offset, col_indptr[c], slots, values, position)
             elif isinstance(part, _DenseStrings):
@@ -239,7 +249,7 @@ class Layout:
                 position = place_column(part.indptr, part.ids, part.weights if has_weights else empty_weights,
                                         has_weights, code, offset, True, col_indptr[c], slots, values, position)
         if not row_major:
-            return SparseRows(col_indptr, slots, values)
+            return SparseRows(col_indptr, slots, values, one_per_row)
         if out is not None:
             indptr, row_slots, row_values = out.take(1, n, total)
         else:
@@ -247,4 +257,4 @@ class Layout:
             row_slots = np.empty(total, dtype=np.int64)
             row_values = np.empty(total, dtype=np.float32)
         interleave_rows(col_indptr, slots, values, indptr[0], row_slots, row_values)
-        return SparseRows(indptr, row_slots, row_values)
+        return SparseRows(indptr, row_slots, row_values, np.array([len(parts) == 1 and one_per_row[0]]))

@@ -181,6 +181,8 @@ def test_sparse_rows_matches_twin(feats, combiner, row_major):
     np.testing.assert_array_equal(rows.slots, want_slots)
     np.testing.assert_allclose(rows.values, want_values, rtol=1e-6)
     assert rows.slots.dtype == np.int64 and rows.values.dtype == np.float32
+    # The learn kernel walks flagged groups without reading their bounds: the flags must be exact.
+    np.testing.assert_array_equal(rows.one_per_row, (np.diff(rows.col_indptr, axis=1) == 1).all(axis=1))
     # Every slot lies inside its column's range. Within a row, columns appear in layout order,
     # and every column has at least one entry (categorical ones through the empty-row fill).
     starts = np.asarray(layout.offsets)

@@ -28,7 +28,7 @@ def check_ids(column, ids: pa.Array, n_rows: int, target: str, reproducer: str) 
 
 
 def check_sparse_rows(layout: Layout, rows, n_rows: int, target: str, reproducer: str) -> None:
-    col_indptr, slots, values = rows
+    col_indptr, slots, values, one_per_row = rows
     n_groups = col_indptr.shape[0] if col_indptr.ndim == 2 else -1
     ok = expect(col_indptr.dtype == np.int64 and slots.dtype == np.int64 and values.dtype == np.float32
                 and n_groups in (1, len(layout.columns)) and col_indptr.shape[1] == n_rows + 1
@@ -41,6 +41,11 @@ def check_sparse_rows(layout: Layout, rows, n_rows: int, target: str, reproducer
     ok = (np.diff(flat) >= 0).all() and flat[0] == 0 and flat[-1] == len(slots) and (
         (col_indptr[1:, 0] == col_indptr[:-1, -1]).all())
     if not expect(ok, target, "malformed SparseRows", lambda: f"col_indptr {col_indptr}: {reproducer}"):
+        return
+    # The learn kernel trusts one_per_row: a group flagged must hold exactly one entry in every row.
+    exact = (np.diff(col_indptr, axis=1) == 1).all(axis=1)
+    if not expect(one_per_row.shape == (n_groups,) and (exact[one_per_row]).all(), target, "one_per_row wrong",
+                  lambda: f"one_per_row {one_per_row}, counts {np.diff(col_indptr, axis=1)}: {reproducer}"):
         return
     starts = np.asarray(layout.offsets)
     ends = starts + np.asarray([c.num_buckets for c in layout.columns])

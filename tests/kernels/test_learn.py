@@ -192,12 +192,15 @@ def from_table(table):
     return tuple(parts + [empty] * (3 - len(parts)))
 
 
-def run_kernel(case, step_begin=0, step_end=None, one_call_per_step=False, spare_buckets=1):
+def run_kernel(case, step_begin=0, step_end=None, one_call_per_step=False, spare_buckets=1, flags=True):
     """Run train_steps on a copy of the case's state; returns (weights, slot_a, slot_b, losses).
 
     Buffers as the estimator sizes them: ``touched``/``grad`` of step_capacity rows and a hash map
-    of the next power of two >= 2 * capacity buckets (times ``spare_buckets``).
+    of the next power of two >= 2 * capacity buckets (times ``spare_buckets``). ``flags``: pass
+    each group's one-entry-per-row flag (as Layout does), else an empty array (the kernel scans).
     """
+    col_indptr = case["col_indptr"]
+    one_per_row = ((np.diff(col_indptr, axis=1) == 1).all(axis=1) if flags else np.zeros(0, dtype=np.bool_))
     bounds = case["step_bounds"]
     n_steps = len(bounds) - 1
     step_end = n_steps if step_end is None else step_end
@@ -215,7 +218,7 @@ def run_kernel(case, step_begin=0, step_end=None, one_call_per_step=False, spare
     losses = np.full(n_steps, np.nan)
     ranges = [(s, s + 1) for s in range(step_begin, step_end)] if one_call_per_step else [(step_begin, step_end)]
     for begin, end in ranges:
-        k.train_steps(case["col_indptr"], case["slots"], case["values"], case["labels"], case["example_weights"],
+        k.train_steps(col_indptr, case["slots"], case["values"], one_per_row, case["labels"], case["example_weights"],
                       bounds, begin, end, case["bias_slot"], table, case["optimizer"], case["hparams"],
                       case["learning_rates"], case["loss_kind"], case["reduce_sum"], hash_slots, hash_index,
                       touched, touched_bucket, grad, logits, dz, losses)
@@ -245,15 +248,15 @@ def assert_state_close(got, want):
 
 
 @PROPERTY
-@given(training_cases(loss_kind=k.LOSS_SIGMOID), st.sampled_from([1, 1, 4]))
-def test_train_steps_sigmoid_matches_twin(case, spare_buckets):
-    assert_state_close(run_kernel(case, spare_buckets=spare_buckets), run_twin(case))
+@given(training_cases(loss_kind=k.LOSS_SIGMOID), st.sampled_from([1, 1, 4]), st.booleans())
+def test_train_steps_sigmoid_matches_twin(case, spare_buckets, flags):
+    assert_state_close(run_kernel(case, spare_buckets=spare_buckets, flags=flags), run_twin(case))
 
 
 @PROPERTY
-@given(training_cases(loss_kind=k.LOSS_SOFTMAX), st.sampled_from([1, 1, 4]))
-def test_train_steps_softmax_matches_twin(case, spare_buckets):
-    assert_state_close(run_kernel(case, spare_buckets=spare_buckets), run_twin(case))
+@given(training_cases(loss_kind=k.LOSS_SOFTMAX), st.sampled_from([1, 1, 4]), st.booleans())
+def test_train_steps_softmax_matches_twin(case, spare_buckets, flags):
+    assert_state_close(run_kernel(case, spare_buckets=spare_buckets, flags=flags), run_twin(case))
 
 
 @settings(PROPERTY, max_examples=60)
@@ -287,8 +290,9 @@ def test_row_major_and_column_major_entries_train_identically(case):
     values = np.empty_like(case["values"])
     interleave_rows(case["col_indptr"], case["slots"], case["values"], indptr, slots, values)
     row_major = dict(case, col_indptr=indptr[None, :], slots=slots, values=values)
-    for a, b in zip(run_kernel(case), run_kernel(row_major)):
+    for a, b, c in zip(run_kernel(case), run_kernel(row_major), run_kernel(case, flags=False)):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
 
 
 def _one_row_case(slots, values, *, n_slots, label=0.0, example_weight=2.0, optimizer=k.OPTIMIZER_FTRL,
