@@ -71,10 +71,10 @@ class _BufferPool:
         except queue.Empty:
             return EntryBuffers()
 
-    def release(self, prepared: _Prepared) -> None:
-        if prepared.buffers is not None:
-            self._free.put(prepared.buffers)
-            prepared.buffers = None
+    def release(self, buffers: EntryBuffers | None) -> None:
+        """Hand ``buffers`` back once nothing reads the rows written into them."""
+        if buffers is not None:
+            self._free.put(buffers)
 
 
 class LinearClassifier:
@@ -278,8 +278,8 @@ class LinearClassifier:
         def stage(chunk: Chunk) -> _Prepared | None:
             buffers = pool.acquire()
             prepared = self._prepare(chunk, need_labels, bad_rows, buffers)
-            if prepared is None:
-                pool.release(_Prepared(chunk, None, None, None, buffers))
+            if prepared is None:  # every row was dropped
+                pool.release(buffers)
             return prepared
 
         return ReadAhead(chunks, stage)
@@ -334,7 +334,7 @@ class LinearClassifier:
             try:
                 for chunk in prepared:
                     done = loop.run_chunk(chunk)
-                    pool.release(chunk)
+                    pool.release(chunk.buffers)
                     if done:
                         break
             finally:
