@@ -118,6 +118,19 @@ def _touch(slot, hash_slots, hash_index, touched, touched_bucket, n_touched, uni
         bucket = (bucket + 1) & mask
 
 
+@kernel(inline=True)
+def _distinct_ascending(col_indptr, slots, row, bias_slot):
+    """True when row ``row``'s slots, in group order, strictly increase and stay below the bias
+    slot: then no two entries (nor the bias) share a slot."""
+    last = -1
+    for g in range(col_indptr.shape[0]):
+        for k in range(col_indptr[g, row], col_indptr[g, row + 1]):
+            if slots[k] <= last:
+                return False
+            last = slots[k]
+    return last < bias_slot
+
+
 @kernel()
 def train_steps(col_indptr, slots, values, one_per_row, labels, example_weights, step_bounds, step_begin, step_end,
                 bias_slot, table, optimizer, hparams, learning_rates, loss_kind, reduce_sum,
@@ -169,6 +182,23 @@ def train_steps(col_indptr, slots, values, one_per_row, labels, example_weights,
                     s = slots[k]
                     for u in range(units):
                         logits[r, u] += values[k] * table[s, 0, u]
+        if n_rows == 1 and _distinct_ascending(col_indptr, slots, row_begin, bias_slot):
+            # One row whose slots are all distinct (one entry per column, the usual case of
+            # batch_size=1): each entry's gradient is its own, no duplicates to sum.
+            w = np.float64(example_weights[row_begin])
+            loss = loss_and_gradient(logits, 0, labels[row_begin], loss_kind, w, dz)
+            step_losses[step] = w * loss
+            lr = learning_rates[step]
+            for u in range(units):
+                grad[0, u] = dz[u]
+            apply_update(optimizer, hparams, lr, bias_slot, grad, 0, table)
+            for g in range(n_groups):
+                for k in range(col_indptr[g, row_begin], col_indptr[g, row_end]):
+                    v = np.float64(values[k])
+                    for u in range(units):
+                        grad[0, u] = v * dz[u]
+                    apply_update(optimizer, hparams, lr, slots[k], grad, 0, table)
+            continue
         bias, n_touched = _touch(bias_slot, hash_slots, hash_index, touched, touched_bucket, 0, units, grad)
         total_loss = 0.0
         for r in range(n_rows):  # logits[r] becomes d loss / d logits[r], scaled
