@@ -129,6 +129,14 @@ class EntryBuffers:
         self._indptr = np.empty(0, dtype=np.int64)
         self._slots = np.empty(0, dtype=np.int64)
         self._values = np.empty(0, dtype=np.float32)
+        self._staging: EntryBuffers | None = None
+
+    @property
+    def staging(self) -> EntryBuffers:
+        """Second buffers: the column-major entries a row-major result is reordered from."""
+        if self._staging is None:
+            self._staging = EntryBuffers()
+        return self._staging
 
     def take(self, n_groups: int, n_rows: int, nnz: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Views: col_indptr int64 (n_groups, n_rows + 1), slots int64 (nnz,), values float32 (nnz,)."""
@@ -212,8 +220,8 @@ class Layout:
                 total += n
             else:
                 total += len(part.ids) + int(np.count_nonzero(np.diff(part.indptr) == 0))
-        if out is not None and not row_major:
-            col_indptr, slots, values = out.take(len(parts), n, total)
+        if out is not None:
+            col_indptr, slots, values = (out.staging if row_major else out).take(len(parts), n, total)
         else:
             col_indptr = np.empty((len(parts), n + 1), dtype=np.int64)
             slots = np.empty(total, dtype=np.int64)
@@ -256,5 +264,5 @@ class Layout:
             indptr = np.empty((1, n + 1), dtype=np.int64)
             row_slots = np.empty(total, dtype=np.int64)
             row_values = np.empty(total, dtype=np.float32)
-        interleave_rows(col_indptr, slots, values, indptr[0], row_slots, row_values)
+        interleave_rows(col_indptr, slots, values, one_per_row, indptr[0], row_slots, row_values)
         return SparseRows(indptr, row_slots, row_values, np.array([len(parts) == 1 and one_per_row[0]]))

@@ -238,3 +238,42 @@ def test_place_hashed_strings_matches_twin(values, prefix, num_buckets, offset, 
     np.testing.assert_array_equal(slots[start:end], want_slots)
     np.testing.assert_array_equal(out_values[start:end], want_values)
     assert (slots[end:] == SENTINEL_SLOT).all() and (slots[:start] == SENTINEL_SLOT).all()
+
+
+# --- interleave_rows: column-major -> row-major -------------------------------------------------
+@st.composite
+def column_major_entries(draw):
+    """Columns of entries (row counts 0..3, or exactly one per row), laid out one after another."""
+    n_rows = draw(st.integers(0, 200))
+    n_columns = draw(st.integers(1, 5))
+    single = draw(st.booleans())
+    col_indptr = np.empty((n_columns, n_rows + 1), dtype=np.int64)
+    base = 0
+    for c in range(n_columns):
+        counts = [1] * n_rows if single else draw(st.lists(st.integers(0, 3), min_size=n_rows, max_size=n_rows))
+        col_indptr[c] = base + _indptr(counts)
+        base = int(col_indptr[c, -1])
+    slots = np.arange(base, dtype=np.int64) * 7 + 3
+    values = np.arange(base, dtype=np.float32) / 4
+    return col_indptr, slots, values
+
+
+@PROPERTY
+@given(column_major_entries())
+def test_interleave_rows_matches_twin(case):
+    """Row r's entries, column by column; the one-entry-per-row transpose gives the same bits."""
+    col_indptr, slots, values = case
+    n_rows = col_indptr.shape[1] - 1
+    order = [k for r in range(n_rows) for c in range(col_indptr.shape[0])
+             for k in range(col_indptr[c, r], col_indptr[c, r + 1])]
+    want_indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    want_indptr[1:] = np.cumsum(np.diff(col_indptr, axis=1).sum(axis=0))
+    exact = (np.diff(col_indptr, axis=1) == 1).all(axis=1)
+    for flags in (exact, np.zeros_like(exact)):  # the transpose where it applies, and the general walk
+        indptr = np.full(n_rows + 1, -1, dtype=np.int64)
+        out_slots = np.full(len(slots), -1, dtype=np.int64)
+        out_values = np.full(len(values), np.nan, dtype=np.float32)
+        k.interleave_rows(col_indptr, slots, values, flags, indptr, out_slots, out_values)
+        np.testing.assert_array_equal(indptr, want_indptr)
+        np.testing.assert_array_equal(out_slots, slots[order])
+        np.testing.assert_array_equal(out_values, values[order])
