@@ -122,11 +122,15 @@ def _fixed_list_values_with_nulls(array: pa.FixedSizeListArray) -> pa.Array:
     return pc.if_else(pa.array(valid), child, pa.nulls(len(child), child.type))
 
 
+def is_flat_string_type(t: pa.DataType) -> bool:
+    """string, large_string, binary or large_binary: one data buffer plus offsets."""
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
 def is_string_type(t: pa.DataType) -> bool:
     if pa.types.is_dictionary(t):
         t = t.value_type
-    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
-            or pa.types.is_large_binary(t) or getattr(pa.types, "is_string_view", lambda _: False)(t))
+    return is_flat_string_type(t) or getattr(pa.types, "is_string_view", lambda _: False)(t)
 
 
 def is_integer_type(t: pa.DataType) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from streamlin._arrow import valid_mask
+from streamlin._arrow import is_flat_string_type, valid_mask
 from streamlin.errors import InputError
 from streamlin.kernels import hashing as _k
 
@@ -32,15 +32,6 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
-
-
-def _is_string_like(type_: pa.DataType) -> bool:
-    return (
-        pa.types.is_string(type_)
-        or pa.types.is_large_string(type_)
-        or pa.types.is_binary(type_)
-        or pa.types.is_large_binary(type_)
-    )
 
 
 def _is_view_type(type_: pa.DataType) -> bool:
@@ -85,7 +76,7 @@ def arrow_string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.nd
     if _is_view_type(array.type):
         target = pa.large_string() if "string" in str(array.type) else pa.large_binary()
         array = array.cast(target)
-    if not _is_string_like(array.type):
+    if not is_flat_string_type(array.type):
         raise InputError(
             f"arrow_string_buffers: expected a string or binary array; found {array.type}."
             " Cast it with array.cast(pyarrow.string()) or use fingerprint64_arrow.")
@@ -169,7 +160,7 @@ def fingerprint64_arrow(
     type_ = array.type
     if pa.types.is_dictionary(type_):
         return _fingerprint_dictionary(array)
-    if _is_string_like(type_) or _is_view_type(type_):
+    if is_flat_string_type(type_) or _is_view_type(type_):
         return _fingerprint_strings(array)
     if pa.types.is_integer(type_):
         return _fingerprint_arrow_integers(array)
@@ -232,7 +223,7 @@ def _fingerprint_sequence(values: Any) -> np.ndarray:
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         array = None
     if array is not None and (
-        _is_string_like(array.type)
+        is_flat_string_type(array.type)
         or pa.types.is_integer(array.type)
         or pa.types.is_null(array.type)
     ):

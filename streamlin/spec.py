@@ -80,6 +80,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
         tomllib = None  # type: ignore[assignment]
 
 from streamlin import feature_column as fc
+from streamlin._arrow import is_flat_string_type
 from streamlin.config import RunConfig
 from streamlin.errors import ConfigError
 from streamlin.feature_column.columns import (
@@ -1268,7 +1269,7 @@ def infer(paths: Any, label_key: str, weight_column: str | None = None, *, sampl
         array = _decoded(batch.column(name))
         t = array.type
         valid = array.drop_null() if array.null_count else array
-        if _is_string(t):
+        if is_flat_string_type(t):
             string_columns.append(name)
             present = valid.filter(pc.not_equal(valid, "")) if len(valid) else valid
             counts = pc.value_counts(present) if len(present) else None
@@ -1352,12 +1353,12 @@ def infer(paths: Any, label_key: str, weight_column: str | None = None, *, sampl
         if pa.types.is_list(t) or pa.types.is_large_list(t):
             inner = t.value_type
             flat = pc.list_flatten(valid) if len(valid) else pa.array([], inner)
-            if _is_string(inner) or pa.types.is_integer(inner):
+            if is_flat_string_type(inner) or pa.types.is_integer(inner):
                 distinct = len(pc.unique(flat)) if len(flat) else 0
                 size = hash_bucket_size_for(distinct)
                 columns.append({"#": f"a list of values per row ({distinct:,} distinct in the sample)",
                                 "type": "hash_bucket", "key": name, "hash_bucket_size": size,
-                                **({} if _is_string(inner) else {"dtype": "int64"})})
+                                **({} if is_flat_string_type(inner) else {"dtype": "int64"})})
                 continue
         if pa.types.is_fixed_size_list(t) and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
             columns.append({"#": f"{t.list_size} numbers per row", "type": "numeric", "key": name,
@@ -1421,10 +1422,6 @@ def _num(value: Any) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
 
 
-def _is_string(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
-
-
 def _decoded(array: Any) -> pa.Array:
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
@@ -1463,7 +1460,7 @@ def _infer_label(label: pa.Array, label_key: str, source: str) -> tuple[str, dic
         raise ConfigError(f"{source}: label column {label_key!r} has {label.null_count:,} empty values in the sample;"
                           " drop or fill those rows first.")
     t = label.type
-    if _is_string(t):
+    if is_flat_string_type(t):
         values = sorted(v for v in pc.unique(label).to_pylist())
         if len(values) < 2:
             raise ConfigError(f"{source}: label {label_key!r} has a single value {values!r} in the sample; a"

@@ -39,9 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numcodecs
 import numpy as np
 import zarr.api.asynchronous as zarr_async
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BytesCodec, ZstdCodec
 from zarr.core.sync import sync as _zarr_sync  # zarr's own event-loop runner (works inside Jupyter too)
 from zarr.storage import MemoryStore
 
@@ -212,9 +213,9 @@ def _write_file(path: Path, data, fsync: bool, written: dict, root: Path) -> Non
     written[path.relative_to(root).as_posix()] = [len(data), zlib.crc32(data)]
 
 
-# Array metadata (zarr.json bytes and zarr's metadata object) by array signature: the same model saves
-# the same arrays every time, and zarr takes ~0.6 ms to create each.
-_METADATA_CACHE: dict[tuple, tuple[bytes, Any]] = {}
+# Array metadata (zarr.json bytes, zarr's metadata object, the chunk encoder) by array signature: the
+# same model saves the same arrays every time, and zarr takes ~0.6 ms to create each.
+_METADATA_CACHE: dict[tuple, tuple[bytes, Any, Any]] = {}
 _METADATA_CACHE_MAX = 4096
 
 
@@ -223,11 +224,11 @@ def _array_signature(name: str, value: np.ndarray, chunks: tuple, fill: float) -
     return (name, value.shape, chunks, value.dtype.str, fill_bits, repr(COMPRESSORS))
 
 
-def _zarr_metadata(attrs: Mapping[str, Any], specs: dict[str, tuple]) -> tuple[bytes, dict[str, tuple[bytes, Any]]]:
+def _zarr_metadata(attrs: Mapping[str, Any], specs: dict[str, tuple]) -> tuple[bytes, dict[str, tuple]]:
     """zarr's encoding of the group's ``zarr.json`` and of each array's (cached by signature).
 
     specs: name -> (signature, shape, chunks, dtype, fill). Returns (group json, name -> (array json,
-    zarr ArrayV3Metadata)).
+    zarr ArrayV3Metadata, chunk encoder)).
     """
     missing = {name: spec for name, spec in specs.items() if spec[0] not in _METADATA_CACHE}
     encoded: dict = {}
@@ -244,7 +245,8 @@ def _zarr_metadata(attrs: Mapping[str, Any], specs: dict[str, tuple]) -> tuple[b
     if len(_METADATA_CACHE) + len(missing) > _METADATA_CACHE_MAX:
         _METADATA_CACHE.clear()
     for (name, spec), handle in zip(missing.items(), handles):
-        _METADATA_CACHE[spec[0]] = (bytes(encoded[f"{name}/zarr.json"].as_buffer_like()), handle.metadata)
+        _METADATA_CACHE[spec[0]] = (bytes(encoded[f"{name}/zarr.json"].as_buffer_like()), handle.metadata,
+                                    _chunk_encoder(handle.metadata))
     group_json = bytes(encoded["zarr.json"].as_buffer_like())
     return group_json, {name: _METADATA_CACHE[spec[0]] for name, spec in specs.items()}
 
@@ -252,9 +254,6 @@ def _zarr_metadata(attrs: Mapping[str, Any], specs: dict[str, tuple]) -> tuple[b
 def _chunk_encoder(metadata) -> Any:
     """A function (contiguous ndarray -> encoded bytes) doing what ``metadata``'s codecs do: little-endian
     bytes, then zstd (the numcodecs codec zarr's ZstdCodec runs)."""
-    import numcodecs
-    from zarr.codecs import BytesCodec
-
     codecs = list(metadata.codecs)
     if not (len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], ZstdCodec)):
         raise AssertionError(f"snapshot arrays must use bytes + zstd codecs; found {codecs}")
@@ -286,9 +285,8 @@ def _write_group(tmp: Path, arrays: Mapping[str, tuple[np.ndarray, float]], attr
     _write_file(tmp / "zarr.json", group_json, fsync, written, tmp)
     jobs = []
     for name, (value, fill) in values.items():
-        array_json, array_metadata = metadata[name]
+        array_json, array_metadata, encode = metadata[name]
         _write_file(tmp / name / "zarr.json", array_json, fsync, written, tmp)
-        encode = _chunk_encoder(array_metadata)
         if value.ndim == 0:
             jobs.append((tmp / name / array_metadata.encode_chunk_key(()), encode, value))
             continue

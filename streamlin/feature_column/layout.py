@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from streamlin._arrow import valid_mask
+from streamlin._arrow import is_flat_string_type, valid_mask
 from streamlin.errors import ConfigError, InputError
 from streamlin.feature_column.columns import ALL_COLUMNS, HashedCategoricalColumn, NumericColumn
 from streamlin.feature_column.transform import Locate, _default_locate, categorical_ids, numeric_values
@@ -59,10 +59,6 @@ class _DictionaryStrings(NamedTuple):
 _NO_VALID = np.ones(0, dtype=np.bool_)
 
 
-def _is_flat_string(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
-
-
 def _dense_strings(column, batch: pa.RecordBatch) -> _DenseStrings | _DictionaryStrings | None:
     """The fast path's inputs, when ``column`` hashes a flat (or dictionary-encoded) string/binary
     feature; else None."""
@@ -73,9 +69,9 @@ def _dense_strings(column, batch: pa.RecordBatch) -> _DenseStrings | _Dictionary
         return None  # the general path raises the MissingFeatureError
     array = batch.column(index)
     t = array.type
-    if pa.types.is_dictionary(t) and _is_flat_string(t.value_type):
+    if pa.types.is_dictionary(t) and is_flat_string_type(t.value_type):
         return _dictionary_strings(column, array)
-    if not _is_flat_string(t):
+    if not is_flat_string_type(t):
         return None
     data, offsets, valid = arrow_string_buffers(array)
     return _DenseStrings(data, offsets, valid, column.hash_bucket_size)
@@ -107,13 +103,13 @@ class SparseRows(NamedTuple):
     ``Layout.sparse_rows`` gives a group per column (column-major: each column's entries
     contiguous), or one row-major group; the kernels accept either. ``one_per_row`` bool
     (n_groups,): the group has exactly one entry in every row (single-valued columns), which the
-    learn kernel walks without reading per-row bounds; empty when not known.
+    learn kernel walks without reading per-row bounds.
     """
 
     col_indptr: np.ndarray
     slots: np.ndarray
     values: np.ndarray
-    one_per_row: np.ndarray = np.zeros(0, dtype=np.bool_)  # bool (n_groups,), or empty: unknown
+    one_per_row: np.ndarray
 
     @property
     def n_rows(self) -> int:

@@ -16,6 +16,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from streamlin._arrow import is_flat_string_type
 from streamlin.errors import InputError, MissingFeatureError
 
 CSV_BLOCK_BYTES = 8 << 20
@@ -69,9 +70,7 @@ def _dictionary_columns(parquet: pq.ParquetFile, names: Sequence[str]) -> list[s
         return []
     group = parquet.metadata.row_group(0)
     paged = {group.column(j).path_in_schema for j in range(group.num_columns) if group.column(j).has_dictionary_page}
-    schema = parquet.schema_arrow
-    flat_strings = {field.name for field in schema if pa.types.is_string(field.type) or pa.types.is_binary(field.type)
-                    or pa.types.is_large_string(field.type) or pa.types.is_large_binary(field.type)}
+    flat_strings = {field.name for field in parquet.schema_arrow if is_flat_string_type(field.type)}
     return [name for name in names if name in paged and name in flat_strings]
 
 
@@ -86,8 +85,8 @@ def parquet_batches(path: str, batch_rows: int, columns: Sequence[str] | None,
         wanted = [c for c in columns if c in names] if columns is not None else None
         features = [c for c in (wanted if wanted is not None else parquet.schema_arrow.names) if c not in optional]
         dictionary = _dictionary_columns(parquet, features)
-        if dictionary:
-            parquet = pq.ParquetFile(path, pre_buffer=False, read_dictionary=dictionary)
+        if dictionary:  # reopened with the footer already read
+            parquet = pq.ParquetFile(path, pre_buffer=False, metadata=parquet.metadata, read_dictionary=dictionary)
         yield from parquet.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=True)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise InputError(f"{path}: cannot be read as Parquet ({exc}). The file may be truncated or not Parquet.") from None

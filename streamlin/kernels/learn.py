@@ -140,8 +140,8 @@ def train_steps(col_indptr, slots, values, one_per_row, labels, example_weights,
     col_indptr int64 (n_groups, n_rows + 1): group g of row r owns entries
     ``col_indptr[g, r]:col_indptr[g, r + 1]`` (a group per column, or one row-major group);
     slots int64, values float32 (nnz,); one_per_row bool (n_groups,): group g has exactly one
-    entry in every row (a single-valued column; walked without reading per-row bounds), or an
-    empty array to have the kernel find out; labels float64 (n_rows,) (0..1 for sigmoid, class id for
+    entry in every row (a single-valued column; walked without reading per-row bounds);
+    labels float64 (n_rows,) (0..1 for sigmoid, class id for
     softmax); example_weights float32 (n_rows,); step_bounds int64 (n_steps + 1,) row offsets;
     table float32 (n_slots, n_parts, units): weights at [:, 0], optimizer slots at [:, 1:] (one
     cache line per coordinate); hparams float64; learning_rates float64 (n_steps,); hash_slots
@@ -156,13 +156,6 @@ def train_steps(col_indptr, slots, values, one_per_row, labels, example_weights,
     """
     units = table.shape[2]
     n_groups = col_indptr.shape[0]
-    if one_per_row.shape[0] != n_groups:  # not given: scan these steps' rows
-        one_per_row = np.ones(n_groups, dtype=np.bool_)
-        for g in range(n_groups):
-            for row in range(step_bounds[step_begin], step_bounds[step_end]):
-                if col_indptr[g, row + 1] - col_indptr[g, row] != 1:
-                    one_per_row[g] = False
-                    break
     for step in range(step_begin, step_end):
         row_begin, row_end = step_bounds[step], step_bounds[step + 1]
         n_rows = row_end - row_begin

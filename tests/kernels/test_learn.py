@@ -192,15 +192,15 @@ def from_table(table):
     return tuple(parts + [empty] * (3 - len(parts)))
 
 
-def run_kernel(case, step_begin=0, step_end=None, one_call_per_step=False, spare_buckets=1, flags=True):
+def run_kernel(case, step_begin=0, step_end=None, one_call_per_step=False, spare_buckets=1):
     """Run train_steps on a copy of the case's state; returns (weights, slot_a, slot_b, losses).
 
     Buffers as the estimator sizes them: ``touched``/``grad`` of step_capacity rows and a hash map
-    of the next power of two >= 2 * capacity buckets (times ``spare_buckets``). ``flags``: pass
-    each group's one-entry-per-row flag (as Layout does), else an empty array (the kernel scans).
+    of the next power of two >= 2 * capacity buckets (times ``spare_buckets``); each group's
+    one-entry-per-row flag as Layout sets it.
     """
     col_indptr = case["col_indptr"]
-    one_per_row = ((np.diff(col_indptr, axis=1) == 1).all(axis=1) if flags else np.zeros(0, dtype=np.bool_))
+    one_per_row = (np.diff(col_indptr, axis=1) == 1).all(axis=1)
     bounds = case["step_bounds"]
     n_steps = len(bounds) - 1
     step_end = n_steps if step_end is None else step_end
@@ -248,15 +248,15 @@ def assert_state_close(got, want):
 
 
 @PROPERTY
-@given(training_cases(loss_kind=k.LOSS_SIGMOID), st.sampled_from([1, 1, 4]), st.booleans())
-def test_train_steps_sigmoid_matches_twin(case, spare_buckets, flags):
-    assert_state_close(run_kernel(case, spare_buckets=spare_buckets, flags=flags), run_twin(case))
+@given(training_cases(loss_kind=k.LOSS_SIGMOID), st.sampled_from([1, 1, 4]))
+def test_train_steps_sigmoid_matches_twin(case, spare_buckets):
+    assert_state_close(run_kernel(case, spare_buckets=spare_buckets), run_twin(case))
 
 
 @PROPERTY
-@given(training_cases(loss_kind=k.LOSS_SOFTMAX), st.sampled_from([1, 1, 4]), st.booleans())
-def test_train_steps_softmax_matches_twin(case, spare_buckets, flags):
-    assert_state_close(run_kernel(case, spare_buckets=spare_buckets, flags=flags), run_twin(case))
+@given(training_cases(loss_kind=k.LOSS_SOFTMAX), st.sampled_from([1, 1, 4]))
+def test_train_steps_softmax_matches_twin(case, spare_buckets):
+    assert_state_close(run_kernel(case, spare_buckets=spare_buckets), run_twin(case))
 
 
 @settings(PROPERTY, max_examples=60)
@@ -291,9 +291,8 @@ def test_row_major_and_column_major_entries_train_identically(case):
     one_per_row = (np.diff(case["col_indptr"], axis=1) == 1).all(axis=1)
     interleave_rows(case["col_indptr"], case["slots"], case["values"], one_per_row, indptr, slots, values)
     row_major = dict(case, col_indptr=indptr[None, :], slots=slots, values=values)
-    for a, b, c in zip(run_kernel(case), run_kernel(row_major), run_kernel(case, flags=False)):
+    for a, b in zip(run_kernel(case), run_kernel(row_major)):
         np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(a, c)
 
 
 def _one_row_case(slots, values, *, n_slots, label=0.0, example_weight=2.0, optimizer=k.OPTIMIZER_FTRL,
