@@ -55,12 +55,12 @@ class _Prepared:
     rows: SparseRows
     labels: np.ndarray | None      # float64 (n_rows,)
     weights: np.ndarray            # float32 (n_rows,)
-    buffers: EntryBuffers | None = None  # what ``rows`` live in, when borrowed from a pool
+    buffers: EntryBuffers | None = None  # what ``rows`` live in, when borrowed from a _BufferPool
 
 
 class _BufferPool:
     """EntryBuffers handed from the feature stage to the learner and back (thread-safe). As many
-    exist as chunks are in flight (read-ahead depth + 2), so training allocates no entries."""
+    exist as chunks are in flight (read-ahead depth + 2), so streaming allocates no entries."""
 
     def __init__(self) -> None:
         self._free: queue.SimpleQueue = queue.SimpleQueue()
@@ -267,13 +267,11 @@ class LinearClassifier:
                 " finite number >= 0. Fix or drop the row.", rows=bad)
         return values.astype(np.float32)
 
-    def _prepared_chunks(self, input_fn: Callable, need_labels: bool, start: dict | None = None,
-                         bad_rows: _BadRows | None = None, pool: _BufferPool | None = None) -> ReadAhead:
-        """Prepared chunks, read and hashed in a background thread that starts now. With ``pool``,
-        entries are written into its buffers; the consumer releases each chunk back to it."""
+    def _prepared_chunks(self, input_fn: Callable, need_labels: bool, pool: _BufferPool, start: dict | None = None,
+                         bad_rows: _BadRows | None = None) -> ReadAhead:
+        """Prepared chunks, read and hashed in a background thread that starts now. Entries are
+        written into ``pool``'s buffers; the consumer releases each chunk's back once it has read them."""
         chunks = iter_chunks(input_fn, self._needed_columns(need_labels), self._config.chunk_rows, start)
-        if pool is None:
-            return ReadAhead(chunks, lambda chunk: self._prepare(chunk, need_labels, bad_rows))
 
         def stage(chunk: Chunk) -> _Prepared | None:
             buffers = pool.acquire()
@@ -316,7 +314,7 @@ class LinearClassifier:
         bad_rows = _BadRows.for_input(input_fn)
         pool = _BufferPool()
         # Reading and hashing start now, overlapping the model's set-up and first snapshot.
-        with self._prepared_chunks(input_fn, True, self._resume_position(input_fn), bad_rows, pool) as prepared:
+        with self._prepared_chunks(input_fn, True, pool, self._resume_position(input_fn), bad_rows) as prepared:
             state = self._initial_state()
             if max_steps is not None and state.global_step >= max_steps:
                 log.info("skipping training: global_step %d already reached max_steps %d", state.global_step,
@@ -364,12 +362,14 @@ class LinearClassifier:
         metrics = StreamingMetrics(self._head)
         done = 0
         bad_rows = _BadRows.for_input(input_fn)
-        with self._prepared_chunks(input_fn, need_labels=True, bad_rows=bad_rows) as chunks:
+        pool = _BufferPool()
+        with self._prepared_chunks(input_fn, True, pool, bad_rows=bad_rows) as chunks:
             for prepared in chunks:
                 bounds = prepared.chunk.step_bounds
                 n_steps = len(bounds) - 1 if steps is None else min(len(bounds) - 1, steps - done)
                 end = int(bounds[n_steps])
                 logits = self._logits(prepared.rows, state.table)[:end]
+                pool.release(prepared.buffers)
                 metrics.update(logits, prepared.labels[:end], prepared.weights[:end].astype(np.float64), bounds[:n_steps + 1])
                 done += n_steps
                 if steps is not None and done >= steps:
@@ -398,9 +398,11 @@ class LinearClassifier:
         return self._predict_stream(input_fn, keys, state, yield_single_examples)
 
     def _predict_stream(self, input_fn, keys, state, yield_single_examples) -> Iterator[dict]:
-        with self._prepared_chunks(input_fn, need_labels=False) as chunks:
+        pool = _BufferPool()
+        with self._prepared_chunks(input_fn, False, pool) as chunks:
             for prepared in chunks:
                 logits = self._logits(prepared.rows, state.table)
+                pool.release(prepared.buffers)
                 predictions = self._head.predictions(logits)
                 predictions = {k: predictions[k] for k in keys}
                 bounds = prepared.chunk.step_bounds
