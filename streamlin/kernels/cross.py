@@ -3,7 +3,7 @@
 import numpy as np
 
 from streamlin.kernels._jit import kernel
-from streamlin.kernels.hashing import fingerprint_cat64
+from streamlin.kernels.hashing import bucket_of, fingerprint_cat64
 
 
 @kernel()
@@ -44,7 +44,7 @@ def cross_hashed(indptrs, values, hash_key, num_buckets, out_indptr, out_ids):
             h = hash_key
             for j in range(n_inputs):
                 h = fingerprint_cat64(h, values[position[j]])
-            out_ids[out] = np.int64(h % buckets)
+            out_ids[out] = np.int64(bucket_of(h, buckets))
             out += 1
             j = n_inputs - 1
             while j >= 0:

@@ -221,6 +221,16 @@ def fingerprint64_at(data, start, length):
     return fingerprint64_long(data, start, length)
 
 
+@kernel(inline=True)
+def bucket_of(fp, buckets):
+    """``fp % buckets`` for uint64 ``fp`` and ``buckets`` >= 1; a mask when ``buckets`` is a power of
+    two (the same value, without a 64-bit division)."""
+    mask = buckets - _U1
+    if (buckets & mask) == 0:
+        return fp & mask
+    return fp % buckets
+
+
 @kernel()
 def fingerprint64_strings(data, offsets, out):
     """Fingerprint64 of each string ``data[offsets[i]:offsets[i + 1]]``.
@@ -298,8 +308,6 @@ def hash_buckets_strings(data, offsets, num_buckets, out):
     data uint8 (nbytes,); offsets int64 (n + 1,); num_buckets int64 >= 1; out int64 (n,), in place.
     """
     buckets = np.uint64(num_buckets)
-    mask = buckets - _U1
-    is_power_of_two = (buckets & mask) == 0
     for i in range(out.shape[0]):
         start = offsets[i]
         length = offsets[i + 1] - start
@@ -307,7 +315,7 @@ def hash_buckets_strings(data, offsets, num_buckets, out):
             fp = fingerprint64_short(data, start, length)
         else:
             fp = fingerprint64_long(data, start, length)
-        out[i] = np.int64(fp & mask if is_power_of_two else fp % buckets)
+        out[i] = np.int64(bucket_of(fp, buckets))
 
 
 @kernel()
@@ -321,4 +329,4 @@ def hash_buckets_int64(values, num_buckets, out):
     for i in range(values.shape[0]):
         start = _format_int64(values[i], buf)
         fp = fingerprint64_at(buf, start, _INT64_TEXT_MAX - start)
-        out[i] = np.int64(fp % buckets)
+        out[i] = np.int64(bucket_of(fp, buckets))

@@ -3,7 +3,7 @@
 import numpy as np
 
 from streamlin.kernels._jit import kernel
-from streamlin.kernels.hashing import fingerprint64_long, fingerprint64_short
+from streamlin.kernels.hashing import bucket_of, fingerprint64_long, fingerprint64_short
 
 COMBINER_SUM = 0
 COMBINER_MEAN = 1
@@ -103,8 +103,6 @@ def place_hashed_strings(data, offsets, valid, has_valid, num_buckets, slot_offs
     else (slot_offset + Fingerprint64 % num_buckets, 1.0). Returns the end offset.
     """
     buckets = np.uint64(num_buckets)
-    mask = buckets - np.uint64(1)
-    is_power_of_two = (buckets & mask) == 0
     n_rows = offsets.shape[0] - 1
     pos = out_start
     for row in range(n_rows):
@@ -120,7 +118,7 @@ def place_hashed_strings(data, offsets, valid, has_valid, num_buckets, slot_offs
                 fp = fingerprint64_short(data, begin, length)
             else:
                 fp = fingerprint64_long(data, begin, length)
-            out_slots[pos] = slot_offset + np.int64(fp & mask if is_power_of_two else fp % buckets)
+            out_slots[pos] = slot_offset + np.int64(bucket_of(fp, buckets))
             out_values[pos] = 1.0
         pos += 1
     out_row_indptr[n_rows] = pos
