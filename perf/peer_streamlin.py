@@ -191,17 +191,19 @@ def run_stages(spec, tmp):
     # read + feature stage, as train() runs it in its read-ahead thread (here on the calling thread):
     # the library's Parquet chunks through LinearClassifier's feature stage (hashing from Arrow
     # buffers, crosses, normalizer, the kernels' column-major entries, labels and weights)
+    from streamlin.feature_column.layout import EntryBuffers
     from streamlin.inputs import iter_chunks
     probe = estimator(feature_columns(hp), hp, os.path.join(tmp, "feature_stage"))
     columns = probe._needed_columns()
     for chunk in iter_chunks(input_fn("parquet", spec["data"]["test"]["parquet"], bs), columns, 4096):
         probe._prepare(chunk, True)  # compile
         break
+    buffers = EntryBuffers()  # reused chunk after chunk, as train()'s buffer pool does
     with common.Timer() as t:
         n = 0
         for chunk in iter_chunks(input_fn("parquet", spec["data"]["train"]["parquet"], bs), columns,
                                  probe.config.chunk_rows):
-            probe._prepare(chunk, True)
+            probe._prepare(chunk, True, buffers=buffers)
             n += chunk.n_rows
     stages["read_transform"] = {
         "rows": n, "s": t.wall, "cpu_s": t.cpu, "rows_per_s": n / t.wall,

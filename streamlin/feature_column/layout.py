@@ -208,14 +208,19 @@ class Layout:
                 continue
             strings = _dense_strings(column, batch)
             parts.append(strings if strings is not None else categorical_ids(column, batch, locate))
-        total = 0
-        for part in parts:
+        # Entries per column, and whether each row has exactly one (an empty row gets one fill entry).
+        sizes = np.empty(len(parts), dtype=np.int64)
+        one_per_row = np.empty(len(parts), dtype=np.bool_)
+        for c, part in enumerate(parts):
             if isinstance(part, np.ndarray):
-                total += part.size
+                sizes[c], one_per_row[c] = part.size, part.shape[1] == 1
             elif isinstance(part, (_DenseStrings, _DictionaryStrings)):
-                total += n
+                sizes[c], one_per_row[c] = n, True
             else:
-                total += len(part.ids) + int(np.count_nonzero(np.diff(part.indptr) == 0))
+                counts = np.diff(part.indptr)
+                sizes[c] = len(part.ids) + np.count_nonzero(counts == 0)
+                one_per_row[c] = bool((counts <= 1).all())
+        total = int(sizes.sum())
         if out is not None:
             col_indptr, slots, values = (out.staging if row_major else out).take(len(parts), n, total)
         else:
@@ -225,14 +230,7 @@ class Layout:
         code = COMBINERS[combiner]
         position = 0
         empty_weights = np.empty(0, dtype=np.float32)
-        one_per_row = np.empty(len(parts), dtype=np.bool_)
         for c, (part, offset) in enumerate(zip(parts, self.offsets)):
-            if isinstance(part, np.ndarray):
-                one_per_row[c] = part.shape[1] == 1
-            elif isinstance(part, (_DenseStrings, _DictionaryStrings)):
-                one_per_row[c] = True
-            else:  # an empty row gets one fill entry
-                one_per_row[c] = bool((np.diff(part.indptr) <= 1).all())
             if isinstance(part, np.ndarray):
                 position = place_dense(part, offset, col_indptr[c], slots, values, position)
             elif isinstance(part, _DenseStrings):
