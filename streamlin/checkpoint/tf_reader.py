@@ -218,6 +218,16 @@ def _want(wire: int, expected: int, what: str) -> None:
         raise _FormatError(f"{what} has wire type {wire}, expected {expected}")
 
 
+def _int64_fields(buf: bytes, names: dict[int, str]) -> dict[int, int]:
+    """The int64 varint fields ``names`` (number -> what, for errors) of a message; others skipped."""
+    out = {}
+    for number, wire, value in _iter_fields(buf):
+        if number in names:
+            _want(wire, 0, names[number])
+            out[number] = _signed64(value)  # type: ignore[arg-type]
+    return out
+
+
 def _packed_or_single_varints(wire: int, value: int | bytes) -> list[int]:
     if wire == 0:
         return [int(value)]  # type: ignore[arg-type]
@@ -269,14 +279,11 @@ def _decode_header(buf: bytes) -> _Header:
             header.big_endian = value == 1
         elif number == 3:
             _want(wire, 2, "BundleHeaderProto.version")
+            version = _int64_fields(value, {1: "VersionDef.producer", 2: "VersionDef.min_consumer"})  # type: ignore[arg-type]
+            header.producer = version.get(1, header.producer)
+            header.min_consumer = version.get(2, header.min_consumer)
             for n2, w2, v2 in _iter_fields(value):  # type: ignore[arg-type]
-                if n2 == 1:
-                    _want(w2, 0, "VersionDef.producer")
-                    header.producer = _signed64(v2)  # type: ignore[arg-type]
-                elif n2 == 2:
-                    _want(w2, 0, "VersionDef.min_consumer")
-                    header.min_consumer = _signed64(v2)  # type: ignore[arg-type]
-                elif n2 == 3:
+                if n2 == 3:
                     header.bad_consumers += [_signed64(v) for v in _packed_or_single_varints(w2, v2)]
     return header
 
@@ -287,11 +294,7 @@ def _decode_shape(buf: bytes) -> tuple[int, ...]:
     for number, wire, value in _iter_fields(buf):
         if number == 2:
             _want(wire, 2, "TensorShapeProto.dim")
-            size = 0
-            for n2, w2, v2 in _iter_fields(value):  # type: ignore[arg-type]
-                if n2 == 1:
-                    _want(w2, 0, "TensorShapeProto.Dim.size")
-                    size = _signed64(v2)  # type: ignore[arg-type]
+            size = _int64_fields(value, {1: "TensorShapeProto.Dim.size"}).get(1, 0)  # type: ignore[arg-type]
             if size < 0:
                 raise _FormatError(f"a saved tensor has an unknown or negative dimension ({size})")
             dims.append(size)
@@ -307,15 +310,9 @@ def _decode_slice(buf: bytes) -> tuple[tuple[int, int | None], ...]:
     for number, wire, value in _iter_fields(buf):
         if number == 1:
             _want(wire, 2, "TensorSliceProto.extent")
-            start, length = 0, None
-            for n2, w2, v2 in _iter_fields(value):  # type: ignore[arg-type]
-                if n2 == 1:
-                    _want(w2, 0, "TensorSliceProto.Extent.start")
-                    start = _signed64(v2)  # type: ignore[arg-type]
-                elif n2 == 2:
-                    _want(w2, 0, "TensorSliceProto.Extent.length")
-                    length = _signed64(v2)  # type: ignore[arg-type]
-            extents.append((start, length))
+            extent = _int64_fields(value, {1: "TensorSliceProto.Extent.start",  # type: ignore[arg-type]
+                                           2: "TensorSliceProto.Extent.length"})
+            extents.append((extent.get(1, 0), extent.get(2)))
     return tuple(extents)
 
 
